@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds the control-plane binaries the tests run (kube-apiserver,
+# kube-scheduler, kube-controller-manager from k8s.io/kubernetes, and kwok)
+# into a cache folder keyed by version, and reuses what is already there.
+# Nothing is downloaded but Go modules.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+k8s_version=$(grep -m1 -oE '^require k8s.io/kubernetes v[0-9.]+' "$root/hack/tools/go.mod" | awk '{print $3}')
+kwok_version=${KWOK_VERSION:-v0.8.0}
+out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/k8s-$k8s_version
+kwok_out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/kwok-$kwok_version
+
+major_minor=${k8s_version#v}
+major=${major_minor%%.*}
+minor=${major_minor#*.}; minor=${minor%%.*}
+ldflags="-s -w \
+ -X k8s.io/component-base/version.gitVersion=$k8s_version \
+ -X k8s.io/component-base/version.gitMajor=$major \
+ -X k8s.io/component-base/version.gitMinor=$minor \
+ -X k8s.io/component-base/version.gitTreeState=clean \
+ -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+
+mkdir -p "$out" "$kwok_out"
+for cmd in kube-apiserver kube-scheduler kube-controller-manager; do
+  if [ -x "$out/$cmd" ]; then
+    echo "cached: $out/$cmd"
+    continue
+  fi
+  echo "building $cmd $k8s_version (first time only: several minutes)"
+  start=$(date +%s)
+  (cd "$root/hack/tools" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+  mv "$out/$cmd.tmp" "$out/$cmd"
+  echo "built $cmd in $(( $(date +%s) - start ))s"
+done
+
+if [ -x "$kwok_out/kwok" ]; then
+  echo "cached: $kwok_out/kwok"
+else
+  echo "building kwok $kwok_version"
+  start=$(date +%s)
+  GOBIN="$kwok_out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
+  echo "built kwok in $(( $(date +%s) - start ))s"
+fi
+
+# kwok runs no stage unless given one; take kwokctl's defaults (fast node
+# initialisation, heartbeat with leases, fast pod lifecycle) from the same
+# kwok release, so nodes stay Ready and pods become Running.
+if [ ! -s "$kwok_out/stages.yaml" ]; then
+  kwok_src=$(go mod download -json "sigs.k8s.io/kwok@$kwok_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  stage_dir="$kwok_src/kustomize/stage"
+  {
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      echo "---"
+      cat "$stage_dir/$f"
+    done
+  } > "$kwok_out/stages.yaml.tmp"
+  mv "$kwok_out/stages.yaml.tmp" "$kwok_out/stages.yaml"
+  echo "wrote $kwok_out/stages.yaml"
+fi

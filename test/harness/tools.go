@@ -1,0 +1,91 @@
+package harness
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// Tools are the executables the harness runs.
+type Tools struct {
+	Etcd                  string
+	KubeAPIServer         string
+	KubeScheduler         string
+	KubeControllerManager string
+	Kwok                  string
+	// KwokStages is the kwok configuration holding the node and pod stages.
+	KwokStages string
+	// KubernetesVersion is the pinned version of the control plane.
+	KubernetesVersion string
+}
+
+// KwokVersion is the kwok release `make tools` builds; keep it in step with
+// KWOK_VERSION in hack/build-tools.sh.
+const KwokVersion = "v0.8.0"
+
+const buildHint = "run `make tools` once (it builds the control plane from Go modules into .cache/tools, several minutes the first time)"
+
+// RepoRoot is the checkout the harness was compiled from.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// FindTools locates the control-plane binaries. STAGE_TOOLS_DIR overrides
+// the cache folder (default .cache/tools in the checkout); ETCD overrides the
+// etcd binary (default: etcd on PATH, from Debian's etcd-server).
+func FindTools() (Tools, error) {
+	root := RepoRoot()
+	version, err := pinnedKubernetesVersion(filepath.Join(root, "hack", "tools", "go.mod"))
+	if err != nil {
+		return Tools{}, err
+	}
+	cache := os.Getenv("STAGE_TOOLS_DIR")
+	if cache == "" {
+		cache = filepath.Join(root, ".cache", "tools")
+	}
+	k8sDir := filepath.Join(cache, "k8s-"+version)
+	kwokDir := filepath.Join(cache, "kwok-"+KwokVersion)
+	t := Tools{
+		KubeAPIServer:         filepath.Join(k8sDir, "kube-apiserver"),
+		KubeScheduler:         filepath.Join(k8sDir, "kube-scheduler"),
+		KubeControllerManager: filepath.Join(k8sDir, "kube-controller-manager"),
+		Kwok:                  filepath.Join(kwokDir, "kwok"),
+		KwokStages:            filepath.Join(kwokDir, "stages.yaml"),
+		KubernetesVersion:     version,
+	}
+	t.Etcd = os.Getenv("ETCD")
+	if t.Etcd == "" {
+		if t.Etcd, err = exec.LookPath("etcd"); err != nil {
+			return Tools{}, fmt.Errorf("etcd not found on PATH: install Debian's etcd-server (apt-get install etcd-server) or set ETCD")
+		}
+	}
+	for _, path := range []string{t.KubeAPIServer, t.KubeScheduler, t.KubeControllerManager, t.Kwok, t.KwokStages} {
+		if _, err := os.Stat(path); err != nil {
+			return Tools{}, fmt.Errorf("%s is missing: %s", path, buildHint)
+		}
+	}
+	return t, nil
+}
+
+// pinnedKubernetesVersion reads the k8s.io/kubernetes version the tools
+// module requires, so the cache folder follows the pin automatically.
+func pinnedKubernetesVersion(goMod string) (string, error) {
+	f, err := os.Open(goMod)
+	if err != nil {
+		return "", fmt.Errorf("reading the tools module: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		fields := strings.Fields(scanner.Text())
+		if len(fields) == 3 && fields[0] == "require" && fields[1] == "k8s.io/kubernetes" {
+			return fields[2], nil
+		}
+	}
+	return "", fmt.Errorf("%s does not require k8s.io/kubernetes on a single line", goMod)
+}
