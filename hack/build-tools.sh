@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the tests run (kube-apiserver,
-# kube-scheduler, kube-controller-manager from k8s.io/kubernetes, and kwok)
+# kube-scheduler, kube-controller-manager and kubectl from k8s.io/kubernetes,
+# and kwok)
 # into a cache folder keyed by version, and reuses what is already there.
 # Nothing is downloaded but Go modules.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 k8s_version=$(grep -m1 -oE '^require k8s.io/kubernetes v[0-9.]+' "$root/hack/tools/go.mod" | awk '{print $3}')
-kwok_version=${KWOK_VERSION:-v0.8.0}
+kwok_version=$(tr -d "[:space:]" < "$root/hack/tools/kwok-version")
 out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/k8s-$k8s_version
 kwok_out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/kwok-$kwok_version
 
@@ -22,7 +23,7 @@ ldflags="-s -w \
  -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
 
 mkdir -p "$out" "$kwok_out"
-for cmd in kube-apiserver kube-scheduler kube-controller-manager; do
+for cmd in kube-apiserver kube-scheduler kube-controller-manager kubectl; do
   if [ -x "$out/$cmd" ]; then
     echo "cached: $out/$cmd"
     continue

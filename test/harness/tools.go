@@ -16,16 +16,13 @@ type Tools struct {
 	KubeAPIServer         string
 	KubeScheduler         string
 	KubeControllerManager string
+	Kubectl               string
 	Kwok                  string
 	// KwokStages is the kwok configuration holding the node and pod stages.
 	KwokStages string
 	// KubernetesVersion is the pinned version of the control plane.
 	KubernetesVersion string
 }
-
-// KwokVersion is the kwok release `make tools` builds; keep it in step with
-// KWOK_VERSION in hack/build-tools.sh.
-const KwokVersion = "v0.8.0"
 
 const buildHint = "run `make tools` once (it builds the control plane from Go modules into .cache/tools, several minutes the first time)"
 
@@ -44,16 +41,21 @@ func FindTools() (Tools, error) {
 	if err != nil {
 		return Tools{}, err
 	}
+	kwokVersion, err := os.ReadFile(filepath.Join(root, "hack", "tools", "kwok-version"))
+	if err != nil {
+		return Tools{}, err
+	}
 	cache := os.Getenv("STAGE_TOOLS_DIR")
 	if cache == "" {
 		cache = filepath.Join(root, ".cache", "tools")
 	}
 	k8sDir := filepath.Join(cache, "k8s-"+version)
-	kwokDir := filepath.Join(cache, "kwok-"+KwokVersion)
+	kwokDir := filepath.Join(cache, "kwok-"+strings.TrimSpace(string(kwokVersion)))
 	t := Tools{
 		KubeAPIServer:         filepath.Join(k8sDir, "kube-apiserver"),
 		KubeScheduler:         filepath.Join(k8sDir, "kube-scheduler"),
 		KubeControllerManager: filepath.Join(k8sDir, "kube-controller-manager"),
+		Kubectl:               filepath.Join(k8sDir, "kubectl"),
 		Kwok:                  filepath.Join(kwokDir, "kwok"),
 		KwokStages:            filepath.Join(kwokDir, "stages.yaml"),
 		KubernetesVersion:     version,
@@ -64,7 +66,7 @@ func FindTools() (Tools, error) {
 			return Tools{}, fmt.Errorf("etcd not found on PATH: install Debian's etcd-server (apt-get install etcd-server) or set ETCD")
 		}
 	}
-	for _, path := range []string{t.KubeAPIServer, t.KubeScheduler, t.KubeControllerManager, t.Kwok, t.KwokStages} {
+	for _, path := range []string{t.KubeAPIServer, t.KubeScheduler, t.KubeControllerManager, t.Kubectl, t.Kwok, t.KwokStages} {
 		if _, err := os.Stat(path); err != nil {
 			return Tools{}, fmt.Errorf("%s is missing: %s", path, buildHint)
 		}

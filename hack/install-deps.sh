@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the system packages kubectl-stage's tests and demo use, if they are
+# missing: etcd (Debian's etcd-server) for the test control plane; OpenVPN,
+# WireGuard tools, wireguard-go, iproute2, ping and iperf3 for the VPN tests in
+# network namespaces. Idempotent; needs root (or sudo) only when something is
+# missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have etcd        || need+=(etcd-server)
+have openvpn     || need+=(openvpn)
+have wg          || need+=(wireguard-tools)
+have wireguard-go || need+=(wireguard-go)
+have ip          || need+=(iproute2)
+have ping        || need+=(iputils-ping)
+have iperf3      || need+=(iperf3)
+have make        || need+=(make)
+have git         || need+=(git)
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if have sudo; then sudo="sudo"; else
+    echo "missing packages ${need[*]}: run this script as root (apt-get install needs it)" >&2
+    exit 1
+  fi
+fi
+echo "installing: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# --no-install-recommends keeps wireguard-tools from pulling in a kernel.
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts etcd as a service on install; the tests run their own.
+if have systemctl && systemctl is-active --quiet etcd 2>/dev/null; then
+  $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+echo "system packages: installed ${need[*]}"
