@@ -25,3 +25,34 @@ const (
 	// site registry.
 	SystemNamespace = "kubectl-stage-system"
 )
+
+// Objects kubectl-stage keeps in SystemNamespace. Private keys live only in
+// Secrets; ConfigMaps hold nothing secret.
+const (
+	// ConfigName is the ConfigMap with the staging configuration.
+	ConfigName = "kubectl-stage-config"
+	// IPAMName is the ConfigMap recording which overlay IP belongs to
+	// which node; every allocation is an optimistic-concurrency update of it.
+	IPAMName = "kubectl-stage-ipam"
+	// VPNCAName is the Secret with the VPN certificate authority (OpenVPN).
+	VPNCAName = "kubectl-stage-vpn-ca"
+	// VPNHubName is the Secret with the hub's credentials: OpenVPN server
+	// certificate, key, tls-crypt key and CRL, or the WireGuard hub keys.
+	VPNHubName = "kubectl-stage-vpn-hub"
+	// SitePrefix and NodePrefix name the per-site and per-node records.
+	SitePrefix = "site-"
+	NodePrefix = "node-"
+
+	// LabelRecord tells site records ("site") from node records ("node").
+	LabelRecord = Prefix + "record"
+
+	// AnnotationOverlayIP is set on Node objects to the node's overlay address.
+	AnnotationOverlayIP = Prefix + "overlay-ip"
+)
+
+// Bootstrap tokens created by `join` carry this description prefix and are
+// usable by kubeadm join (this group is what kubeadm's own tokens carry).
+const (
+	TokenDescriptionPrefix = "kubectl-stage join "
+	KubeadmNodeTokenGroup  = "system:bootstrappers:kubeadm:default-node-token"
+)

@@ -15,6 +15,11 @@ import (
 	"k8s.io/kubectl/pkg/util/templates"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/completion"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/leave"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/sites"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/stageinit"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/version"
 )
 
@@ -56,6 +61,17 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 	registerGlobalFlagCompletion(cmd, factory)
 
 	groups := templates.CommandGroups{
+		{
+			Message: "Site Enrollment Commands:",
+			Commands: []*cobra.Command{
+				stageinit.NewCmdInit(factory, streams),
+				join.NewCmdJoin(factory, streams),
+				sites.NewCmdSites(factory, streams),
+				sites.NewCmdStatus(factory, streams),
+				leave.NewCmdLeave(factory, streams),
+				hubconfig.NewCmdHubConfig(factory, streams),
+			},
+		},
 		{
 			Message: "Other Commands:",
 			Commands: []*cobra.Command{

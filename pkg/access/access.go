@@ -1,0 +1,76 @@
+// Package access checks, before a command writes anything, that the user
+// may do everything the command will do, so that a missing RBAC permission
+// is reported up front (verb, resource, namespace) instead of halfway.
+package access
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Rule is one permission a command needs.
+type Rule struct {
+	Verb      string
+	Group     string
+	Resource  string
+	Namespace string
+}
+
+func (r Rule) String() string {
+	res := r.Resource
+	if r.Group != "" {
+		res += "." + r.Group
+	}
+	if r.Namespace == "" {
+		return fmt.Sprintf("%s %s (cluster-wide)", r.Verb, res)
+	}
+	return fmt.Sprintf("%s %s in namespace %s", r.Verb, res, r.Namespace)
+}
+
+func (r Rule) canI() string {
+	res := r.Resource
+	if r.Group != "" {
+		res += "." + r.Group
+	}
+	if r.Namespace == "" {
+		return fmt.Sprintf("kubectl auth can-i %s %s", r.Verb, res)
+	}
+	return fmt.Sprintf("kubectl auth can-i %s %s -n %s", r.Verb, res, r.Namespace)
+}
+
+// Check asks the API server (SelfSubjectAccessReview) about every rule and
+// returns one error naming all that are denied.
+func Check(ctx context.Context, client kubernetes.Interface, action string, rules []Rule) error {
+	var denied []Rule
+	for _, r := range rules {
+		review := &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: r.Verb, Group: r.Group, Resource: r.Resource, Namespace: r.Namespace,
+				},
+			},
+		}
+		got, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("checking permissions for %s: %w", action, err)
+		}
+		if !got.Status.Allowed {
+			denied = append(denied, r)
+		}
+	}
+	if len(denied) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "missing permission to %s; nothing was changed. You may not:", action)
+	for _, r := range denied {
+		fmt.Fprintf(&b, "\n  - %s   (check: %s)", r, r.canI())
+	}
+	b.WriteString("\nask a cluster administrator to grant these verbs (for example through a ClusterRole bound to you), or use a kubeconfig context that has them")
+	return fmt.Errorf("%s", b.String())
+}

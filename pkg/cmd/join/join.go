@@ -1,0 +1,150 @@
+// Package join implements `kubectl stage join`.
+package join
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"k8s.io/kubectl/pkg/util/templates"
+
+	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
+	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
+	"github.com/kubectl-stage/kubectl-stage/pkg/secretfile"
+)
+
+var (
+	joinLong = templates.LongDesc(`
+		Enroll a new node at a site: allocate its overlay IP, issue its VPN
+		credentials, create a kubeadm bootstrap token and write a join bundle,
+		a single script that a person at the site runs as root to bring the VPN
+		up, check the overlay and kubeadm join the cluster over it. The kubelet
+		registers with its overlay IP as node IP and the site label set.
+
+		The bundle (mode 0600) holds the node's private key and the token; they
+		are never printed unless --print-join-command is given. The site is
+		created on its first join.`)
+
+	joinExample = templates.Examples(`
+		# Enroll node tokyo-1 at site tokyo; writes ./tokyo-1.join.sh
+		kubectl stage join tokyo --node tokyo-1
+
+		# See what would happen, changing nothing
+		kubectl stage join tokyo --node tokyo-2 --dry-run
+
+		# A token that lives one hour, and print the kubeadm join command too
+		kubectl stage join osaka --node osaka-1 --token-ttl 1h --print-join-command`)
+)
+
+// Options are the flags of `kubectl stage join`.
+type Options struct {
+	enroll.JoinOptions
+	BundlePath       string
+	PrintJoinCommand bool
+	Output           *cmdutil.OutputFlags
+
+	factory  kcmdutil.Factory
+	enroller *enroll.Enroller
+	genericiooptions.IOStreams
+}
+
+// NewCmdJoin returns the `join` command.
+func NewCmdJoin(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{Output: cmdutil.NewOutputFlags(false), factory: f, IOStreams: streams}
+	cmd := &cobra.Command{
+		Use:     "join SITE --node NAME",
+		Short:   "Enroll a node at a site and write its join bundle",
+		Long:    joinLong,
+		Example: joinExample,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&o.Node, "node", o.Node, "name of the new node (DNS-1123); also its kubelet's node name")
+	flags.StringVarP(&o.BundlePath, "bundle", "f", o.BundlePath, "where to write the join bundle (default ./NODE.join.sh)")
+	flags.DurationVar(&o.TokenTTL, "token-ttl", 0, "lifetime of the bootstrap token (default: the one set by init)")
+	flags.BoolVar(&o.DryRun, "dry-run", false, "validate and show the plan without changing anything")
+	flags.BoolVar(&o.PrintJoinCommand, "print-join-command", false, "also print the kubeadm join command (it contains the token)")
+	o.Output.AddFlags(cmd)
+	return cmd
+}
+
+// Complete reads the arguments and builds the client.
+func (o *Options) Complete(args []string) error {
+	if len(args) != 1 {
+		return errors.New("exactly one SITE is required: kubectl stage join SITE --node NAME")
+	}
+	o.Site = args[0]
+	if o.BundlePath == "" && o.Node != "" {
+		o.BundlePath = o.Node + ".join.sh"
+	}
+	client, err := o.factory.KubernetesClientSet()
+	if err != nil {
+		return err
+	}
+	o.enroller = enroll.New(client, o.ErrOut)
+	return nil
+}
+
+// Validate checks the flags.
+func (o *Options) Validate() error {
+	if o.Node == "" {
+		return errors.New("--node is required: the name the new node gets, such as " + o.Site + "-1")
+	}
+	if o.TokenTTL < 0 {
+		return errors.New("--token-ttl must be positive")
+	}
+	if err := enroll.ValidateSiteName(o.Site); err != nil {
+		return err
+	}
+	if err := enroll.ValidateNodeName(o.Node); err != nil {
+		return err
+	}
+	return o.Output.Validate()
+}
+
+// Run enrolls the node and writes the bundle; if the bundle cannot be
+// written, the enrollment is undone.
+func (o *Options) Run(ctx context.Context) error {
+	res, err := o.enroller.Join(ctx, o.JoinOptions)
+	if err != nil {
+		return err
+	}
+	if !o.DryRun {
+		if err := secretfile.Write(o.BundlePath, res.Script); err != nil {
+			if undoErr := o.enroller.Undo(context.WithoutCancel(ctx), res); undoErr != nil {
+				return fmt.Errorf("%w; undoing the enrollment also failed: %v", err, undoErr)
+			}
+			return fmt.Errorf("%w; the enrollment was undone", err)
+		}
+	}
+	if o.Output.Structured() {
+		return o.Output.PrintStructured(o.Out, res.Record)
+	}
+	if o.DryRun {
+		return nil
+	}
+	abs, _ := filepath.Abs(o.BundlePath)
+	fmt.Fprintf(o.Out, "node %s enrolled at site %s with overlay IP %s; token %s expires %s\n",
+		res.Record.Name, res.Record.Site, res.Record.OverlayIP, res.Record.TokenID, res.Record.TokenExpires.Format(time.RFC3339))
+	fmt.Fprintf(o.Out, "join bundle: %s (0600, holds secrets). At the site, as root: bash %s\n", abs, filepath.Base(o.BundlePath))
+	fmt.Fprintf(o.Out, "then apply the new peer on the hub: kubectl stage hub-config --dir HUB_DIR\n")
+	if o.PrintJoinCommand {
+		b := res.Bundle
+		fmt.Fprintf(o.Out, "kubeadm join %s --token %s --discovery-token-ca-cert-hash %s --node-name %s  # kubelet: --node-ip=%s --node-labels=%s=%s\n",
+			b.APIServerEndpoint, b.Token, b.CACertHash, b.Node, b.OverlayIP, b.SiteLabel(), b.Site)
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+// Package leave implements `kubectl stage leave`.
+package leave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"k8s.io/kubectl/pkg/util/templates"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
+)
+
+var (
+	leaveLong = templates.LongDesc(`
+		Remove a node from the staging cluster: cordon and drain it (evictions
+		respect PodDisruptionBudgets), revoke its VPN credentials (OpenVPN: CRL;
+		WireGuard: its peer is dropped from the hub), delete its bootstrap token
+		and its Node object, and release its overlay IP.
+
+		If a step fails, the command says which and stops; run it again to
+		finish. Apply the revocation on the hub with kubectl stage hub-config.`)
+
+	leaveExample = templates.Examples(`
+		# Remove tokyo-1
+		kubectl stage leave tokyo-1
+
+		# Give up draining after two minutes; evict unmanaged pods too
+		kubectl stage leave tokyo-1 --timeout 2m --force`)
+)
+
+// Options are the flags of `kubectl stage leave`.
+type Options struct {
+	enroll.LeaveOptions
+
+	factory  kcmdutil.Factory
+	enroller *enroll.Enroller
+	genericiooptions.IOStreams
+}
+
+// NewCmdLeave returns the `leave` command.
+func NewCmdLeave(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{factory: f, IOStreams: streams}
+	cmd := &cobra.Command{
+		Use:     "leave NODE",
+		Short:   "Drain and remove a node, revoke its credentials and release its overlay IP",
+		Long:    leaveLong,
+		Example: leaveExample,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().DurationVar(&o.DrainTimeout, "timeout", 5*time.Minute, "how long to wait for the drain (0: forever)")
+	cmd.Flags().BoolVar(&o.Force, "force", false, "also evict pods that no controller manages")
+	return cmd
+}
+
+// Complete reads the argument and builds the client.
+func (o *Options) Complete(args []string) error {
+	if len(args) != 1 {
+		return errors.New("exactly one NODE is required: kubectl stage leave NODE")
+	}
+	o.Node = args[0]
+	client, err := o.factory.KubernetesClientSet()
+	if err != nil {
+		return err
+	}
+	o.enroller = enroll.New(client, o.ErrOut)
+	return nil
+}
+
+// Validate checks the node name.
+func (o *Options) Validate() error { return enroll.ValidateNodeName(o.Node) }
+
+// Run removes the node.
+func (o *Options) Run(ctx context.Context) error {
+	if err := o.enroller.Leave(ctx, o.LeaveOptions); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(o.Out, "node %s left the staging cluster\n", o.Node)
+	return err
+}

@@ -1,0 +1,135 @@
+// Package stageinit implements `kubectl stage init`.
+package stageinit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"k8s.io/kubectl/pkg/util/templates"
+
+	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
+	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
+)
+
+var (
+	initLong = templates.LongDesc(`
+		Set the staging cluster up once: record the overlay network, the VPN hub
+		endpoint and the API server's overlay address, create the VPN PKI (a CA
+		and the hub's credentials for OpenVPN, or the hub's key pair for
+		WireGuard) in Secrets of the kubectl-stage-system namespace, and
+		optionally write the hub's server configuration.
+
+		Re-running init is safe: existing credentials are kept, and the overlay
+		CIDR or VPN backend cannot change while nodes are enrolled. The overlay
+		must not overlap the cluster's pod or service ranges (read from kubeadm's
+		ClusterConfiguration, or given with --pod-cidr and --service-cidr), and
+		the API server certificate must be valid for its overlay address.`)
+
+	initExample = templates.Examples(`
+		# Initialize with an OpenVPN hub reachable at vpn.example.org:1194
+		kubectl stage init --hub-endpoint vpn.example.org:1194 --hub-config-dir ./hub
+
+		# WireGuard instead, on a custom overlay
+		kubectl stage init --vpn wireguard --hub-endpoint 203.0.113.7:51820 --overlay-cidr 10.50.0.0/16`)
+)
+
+// Options are the flags of `kubectl stage init`.
+type Options struct {
+	enroll.InitOptions
+	HubConfigDir  string
+	SkipCertCheck bool
+	Output        *cmdutil.OutputFlags
+
+	factory  kcmdutil.Factory
+	enroller *enroll.Enroller
+	genericiooptions.IOStreams
+}
+
+// NewCmdInit returns the `init` command.
+func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{
+		InitOptions: enroll.InitOptions{OverlayCIDR: "10.23.0.0/16", VPN: "openvpn", TokenTTL: 24 * time.Hour, CredentialValidity: 365 * 24 * time.Hour},
+		Output:      cmdutil.NewOutputFlags(false),
+		factory:     f,
+		IOStreams:   streams,
+	}
+	cmd := &cobra.Command{
+		Use:     "init --hub-endpoint HOST[:PORT]",
+		Short:   "Set up the staging cluster: overlay network, VPN PKI and hub configuration",
+		Long:    initLong,
+		Example: initExample,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd.Context()); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&o.OverlayCIDR, "overlay-cidr", o.OverlayCIDR, "IPv4 overlay network; the hub takes its first address")
+	flags.StringVar(&o.HubEndpoint, "hub-endpoint", o.HubEndpoint, "HOST[:PORT] where nodes reach the VPN hub over the internet (port defaults to 1194 for openvpn, 51820 for wireguard)")
+	flags.StringVar(&o.VPN, "vpn", o.VPN, "VPN backend: openvpn or wireguard")
+	flags.StringVar(&o.APIServerEndpoint, "apiserver-endpoint", o.APIServerEndpoint, "HOST:PORT of the API server over the overlay (default: the hub's overlay address, port 6443)")
+	flags.StringVar(&o.PodCIDR, "pod-cidr", o.PodCIDR, "the cluster's pod CIDR(s), comma-separated (default: from kubeadm's ClusterConfiguration)")
+	flags.StringVar(&o.ServiceCIDR, "service-cidr", o.ServiceCIDR, "the cluster's service CIDR(s) (default: from kubeadm's ClusterConfiguration)")
+	flags.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "default lifetime of the bootstrap tokens join creates")
+	flags.DurationVar(&o.CredentialValidity, "credential-validity", o.CredentialValidity, "lifetime of node VPN credentials")
+	flags.StringVar(&o.HubConfigDir, "hub-config-dir", o.HubConfigDir, "also write the hub's VPN server configuration into this directory (files 0600)")
+	flags.BoolVar(&o.SkipCertCheck, "skip-apiserver-cert-check", o.SkipCertCheck, "do not check that the API server certificate is valid for its overlay address")
+	o.Output.AddFlags(cmd)
+	return cmd
+}
+
+// Complete builds the client and reads the API server certificate.
+func (o *Options) Complete(ctx context.Context) error {
+	client, err := o.factory.KubernetesClientSet()
+	if err != nil {
+		return err
+	}
+	o.enroller = enroll.New(client, o.ErrOut)
+	if !o.SkipCertCheck {
+		cfg, err := o.factory.ToRESTConfig()
+		if err != nil {
+			return err
+		}
+		if o.ServingCertificate, err = enroll.ServingCertificate(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks the flags that need no cluster.
+func (o *Options) Validate() error {
+	if o.HubEndpoint == "" {
+		return fmt.Errorf("--hub-endpoint is required: the HOST[:PORT] where nodes reach the VPN hub")
+	}
+	return o.Output.Validate()
+}
+
+// Run initializes the cluster.
+func (o *Options) Run(ctx context.Context) error {
+	cfg, err := o.enroller.Init(ctx, o.InitOptions)
+	if err != nil {
+		return err
+	}
+	if o.HubConfigDir != "" {
+		if _, err := o.enroller.WriteHubConfig(ctx, o.HubConfigDir); err != nil {
+			return err
+		}
+	}
+	if o.Output.Structured() {
+		return o.Output.PrintStructured(o.Out, cfg)
+	}
+	_, err = fmt.Fprintf(o.Out, "kubectl-stage initialized: overlay %s, %s hub at %s. Enroll a node with: kubectl stage join SITE --node NAME\n",
+		cfg.OverlayCIDR, cfg.VPN, cfg.HubEndpoint)
+	return err
+}

@@ -1,0 +1,310 @@
+package enroll
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/access"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/pki"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
+	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
+)
+
+// Enroller runs the enrollment workflows against one cluster.
+type Enroller struct {
+	Client kubernetes.Interface
+	Store  *site.Store
+	// Out receives one line per step, so a user sees where a command is.
+	Out io.Writer
+	Now func() time.Time
+}
+
+// New returns an Enroller for client.
+func New(client kubernetes.Interface, out io.Writer) *Enroller {
+	return &Enroller{Client: client, Store: site.NewStore(client), Out: out, Now: time.Now}
+}
+
+func (e *Enroller) step(format string, args ...any) {
+	if e.Out != nil {
+		_, _ = fmt.Fprintf(e.Out, format+"\n", args...)
+	}
+}
+
+// InitOptions are the inputs of `kubectl stage init`.
+type InitOptions struct {
+	OverlayCIDR        string
+	HubEndpoint        string
+	VPN                string
+	APIServerEndpoint  string
+	PodCIDR            string
+	ServiceCIDR        string
+	TokenTTL           time.Duration
+	CredentialValidity time.Duration
+	// ServingCertificate is the API server's certificate, to check that it
+	// is valid for the overlay address; nil skips the check.
+	ServingCertificate *x509.Certificate
+}
+
+const caValidity = 10 * 365 * 24 * time.Hour
+
+// Init records the staging configuration and creates the VPN PKI. It is
+// idempotent: the PKI of an earlier run is kept, and the overlay CIDR or the
+// VPN backend cannot change while nodes are enrolled.
+func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error) {
+	backend, err := vpn.ParseBackend(o.VPN)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &site.Config{
+		OverlayCIDR: o.OverlayCIDR, VPN: backend,
+		TokenTTL: site.Duration{Duration: o.TokenTTL}, CredentialValidity: site.Duration{Duration: o.CredentialValidity},
+		CreatedAt: e.Now().UTC().Truncate(time.Second),
+	}
+	if o.TokenTTL <= 0 || o.CredentialValidity <= 0 {
+		return nil, errors.New("--token-ttl and --credential-validity must be positive durations, such as 24h")
+	}
+	pool, err := cfg.Pool()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HubEndpoint, err = NormalizeEndpoint("--hub-endpoint", o.HubEndpoint, backend.DefaultPort()); err != nil {
+		return nil, err
+	}
+	apiEndpoint := o.APIServerEndpoint
+	if apiEndpoint == "" {
+		apiEndpoint = net.JoinHostPort(pool.Hub().String(), "6443")
+	}
+	if cfg.APIServerEndpoint, err = NormalizeEndpoint("--apiserver-endpoint", apiEndpoint, 6443); err != nil {
+		return nil, err
+	}
+
+	if err := access.Check(ctx, e.Client, "initialize kubectl-stage", []access.Rule{
+		{Verb: "create", Resource: "namespaces"},
+		{Verb: "get", Resource: "configmaps", Namespace: metav1.NamespaceSystem},
+		{Verb: "get", Resource: "configmaps", Namespace: api.SystemNamespace},
+		{Verb: "create", Resource: "configmaps", Namespace: api.SystemNamespace},
+		{Verb: "update", Resource: "configmaps", Namespace: api.SystemNamespace},
+		{Verb: "create", Resource: "secrets", Namespace: api.SystemNamespace},
+		{Verb: "get", Resource: "secrets", Namespace: api.SystemNamespace},
+	}); err != nil {
+		return nil, err
+	}
+
+	cfg.PodCIDR, cfg.ServiceCIDR = o.PodCIDR, o.ServiceCIDR
+	if cfg.PodCIDR == "" || cfg.ServiceCIDR == "" {
+		pods, services, err := kubeadmNetworking(ctx, e.Client)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.PodCIDR == "" {
+			cfg.PodCIDR = pods
+		}
+		if cfg.ServiceCIDR == "" {
+			cfg.ServiceCIDR = services
+		}
+	}
+	if err := CheckOverlap(pool, "pod", cfg.PodCIDR); err != nil {
+		return nil, err
+	}
+	if err := CheckOverlap(pool, "service", cfg.ServiceCIDR); err != nil {
+		return nil, err
+	}
+	if o.ServingCertificate != nil {
+		if err := checkServingCertificate(o.ServingCertificate, cfg.APIServerEndpoint); err != nil {
+			return nil, err
+		}
+		e.step("API server certificate is valid for %s", cfg.APIServerEndpoint)
+	}
+
+	previous, err := e.Store.Config(ctx)
+	switch {
+	case errors.Is(err, site.ErrNotInitialized):
+	case err != nil:
+		return nil, err
+	default:
+		if err := e.checkReinit(ctx, previous, cfg); err != nil {
+			return nil, err
+		}
+		cfg.CreatedAt = previous.CreatedAt
+	}
+
+	if err := e.Store.EnsureNamespace(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.ensurePKI(ctx, backend); err != nil {
+		return nil, err
+	}
+	if err := e.Store.SaveConfig(ctx, cfg); err != nil {
+		return nil, err
+	}
+	e.step("staging configuration saved: overlay %s, %s hub %s, API server over the overlay %s", cfg.OverlayCIDR, cfg.VPN, cfg.HubEndpoint, cfg.APIServerEndpoint)
+	if _, err := e.Client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		e.step("warning: kube-public/cluster-info is missing, so kubeadm join cannot discover this cluster: run `kubeadm init phase bootstrap-token` on a control-plane node")
+	}
+	return cfg, nil
+}
+
+func (e *Enroller) checkReinit(ctx context.Context, previous, next *site.Config) error {
+	if previous.OverlayCIDR == next.OverlayCIDR && previous.VPN == next.VPN {
+		return nil
+	}
+	table, err := e.Store.Allocations(ctx)
+	if err != nil {
+		return err
+	}
+	if len(table) == 0 {
+		return nil
+	}
+	if previous.OverlayCIDR != next.OverlayCIDR {
+		return fmt.Errorf("the overlay CIDR is %s and %d node(s) hold addresses in it: refusing to change it to %s; remove them with `kubectl stage leave NODE` first, or keep --overlay-cidr=%s",
+			previous.OverlayCIDR, len(table), next.OverlayCIDR, previous.OverlayCIDR)
+	}
+	return fmt.Errorf("the VPN backend is %s and %d node(s) are enrolled with it: refusing to switch to %s; remove them with `kubectl stage leave NODE` first, or keep --vpn=%s",
+		previous.VPN, len(table), next.VPN, previous.VPN)
+}
+
+// ensurePKI creates the VPN credentials once; later runs keep them.
+func (e *Enroller) ensurePKI(ctx context.Context, backend vpn.Backend) error {
+	if backend == vpn.WireGuard {
+		key, err := vpn.NewWireGuardKey()
+		if err != nil {
+			return err
+		}
+		created, err := e.Store.CreateSecretIfAbsent(ctx, api.VPNHubName, corev1.SecretTypeOpaque, map[string][]byte{
+			site.WGPrivateKey: []byte(key.Private), site.WGPublicKeyKey: []byte(key.Public),
+		})
+		if err != nil {
+			return err
+		}
+		e.step("%s WireGuard hub key pair in secret %s/%s", createdOrKept(created), api.SystemNamespace, api.VPNHubName)
+		return nil
+	}
+	ca, err := pki.NewCA("kubectl-stage-vpn-ca", caValidity)
+	if err != nil {
+		return err
+	}
+	caKey, err := ca.KeyPEM()
+	if err != nil {
+		return err
+	}
+	created, err := e.Store.CreateSecretIfAbsent(ctx, api.VPNCAName, corev1.SecretTypeTLS, map[string][]byte{
+		corev1.TLSCertKey: ca.CertificatePEM(), corev1.TLSPrivateKeyKey: caKey,
+	})
+	if err != nil {
+		return err
+	}
+	e.step("%s VPN certificate authority in secret %s/%s", createdOrKept(created), api.SystemNamespace, api.VPNCAName)
+	if !created {
+		if ca, err = e.Store.VPNCA(ctx); err != nil {
+			return err
+		}
+	}
+	hub, err := vpn.IssueHubCertificate(ca, caValidity)
+	if err != nil {
+		return err
+	}
+	hubKey, err := hub.KeyPEM()
+	if err != nil {
+		return err
+	}
+	tlsCrypt, err := vpn.NewTLSCryptKey()
+	if err != nil {
+		return err
+	}
+	data, err := site.InitialCRL(ca)
+	if err != nil {
+		return err
+	}
+	data[site.HubCertKey], data[site.HubKeyKey], data[site.TLSCryptKey] = hub.CertificatePEM(), hubKey, tlsCrypt
+	created, err = e.Store.CreateSecretIfAbsent(ctx, api.VPNHubName, corev1.SecretTypeOpaque, data)
+	if err != nil {
+		return err
+	}
+	e.step("%s OpenVPN hub certificate, tls-crypt key and CRL in secret %s/%s", createdOrKept(created), api.SystemNamespace, api.VPNHubName)
+	return nil
+}
+
+func createdOrKept(created bool) string {
+	if created {
+		return "created"
+	}
+	return "kept the existing"
+}
+
+// kubeadmNetworking reads the pod and service ranges from kubeadm's
+// ClusterConfiguration, when the cluster was made by kubeadm.
+func kubeadmNetworking(ctx context.Context, client kubernetes.Interface) (pods, services string, err error) {
+	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, "kubeadm-config", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("reading kube-system/kubeadm-config for the pod and service CIDRs (or pass --pod-cidr and --service-cidr): %w", err)
+	}
+	var cc struct {
+		Networking struct {
+			PodSubnet     string `json:"podSubnet"`
+			ServiceSubnet string `json:"serviceSubnet"`
+		} `json:"networking"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["ClusterConfiguration"]), &cc); err != nil {
+		return "", "", fmt.Errorf("kube-system/kubeadm-config has an unreadable ClusterConfiguration: %w", err)
+	}
+	return cc.Networking.PodSubnet, cc.Networking.ServiceSubnet, nil
+}
+
+// checkServingCertificate makes sure nodes dialing the API server over the
+// overlay will accept its certificate.
+func checkServingCertificate(cert *x509.Certificate, endpoint string) error {
+	host, _, _ := net.SplitHostPort(endpoint)
+	if err := cert.VerifyHostname(host); err == nil {
+		return nil
+	}
+	var sans []string
+	for _, ip := range cert.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	sans = append(sans, cert.DNSNames...)
+	slices.Sort(sans)
+	return fmt.Errorf("the API server certificate is not valid for %s (it covers %v), so kubeadm join over the overlay would fail: on each control-plane node move /etc/kubernetes/pki/apiserver.{crt,key} aside and run `kubeadm init phase certs apiserver --apiserver-cert-extra-sans=%s`, then restart kube-apiserver; or pass --skip-apiserver-cert-check", host, sans, host)
+}
+
+// ServingCertificate returns the certificate the API server of cfg presents.
+// It is only inspected, never trusted, so verification is skipped here.
+func ServingCertificate(ctx context.Context, cfg *rest.Config) (*x509.Certificate, error) {
+	u, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+	dialer := &tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname()}} //nolint:gosec // reading SANs only
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("reading the API server certificate from %s: %w", addr, err)
+	}
+	defer func() { _ = conn.Close() }()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("the API server at %s presented no certificate", addr)
+	}
+	return certs[0], nil
+}
