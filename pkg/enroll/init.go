@@ -106,6 +106,18 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 		return nil, err
 	}
 
+	previous, err := e.Store.Config(ctx)
+	switch {
+	case errors.Is(err, site.ErrNotInitialized):
+	case err != nil:
+		return nil, err
+	default:
+		if err := e.checkReinit(ctx, previous, cfg); err != nil {
+			return nil, err
+		}
+		cfg.CreatedAt = previous.CreatedAt
+	}
+
 	cfg.PodCIDR, cfg.ServiceCIDR = o.PodCIDR, o.ServiceCIDR
 	if cfg.PodCIDR == "" || cfg.ServiceCIDR == "" {
 		pods, services, err := kubeadmNetworking(ctx, e.Client)
@@ -130,18 +142,6 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 			return nil, err
 		}
 		e.step("API server certificate is valid for %s", cfg.APIServerEndpoint)
-	}
-
-	previous, err := e.Store.Config(ctx)
-	switch {
-	case errors.Is(err, site.ErrNotInitialized):
-	case err != nil:
-		return nil, err
-	default:
-		if err := e.checkReinit(ctx, previous, cfg); err != nil {
-			return nil, err
-		}
-		cfg.CreatedAt = previous.CreatedAt
 	}
 
 	if err := e.Store.EnsureNamespace(ctx); err != nil {

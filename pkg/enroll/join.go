@@ -47,21 +47,22 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 	if err := ValidateNodeName(o.Node); err != nil {
 		return nil, err
 	}
-	cfg, err := e.Store.Config(ctx)
-	if err != nil {
-		return nil, err
-	}
 	rules := []access.Rule{
 		{Verb: "get", Resource: "nodes"},
 		{Verb: "get", Resource: "configmaps", Namespace: metav1.NamespacePublic},
 		{Verb: "create", Resource: "secrets", Namespace: metav1.NamespaceSystem},
 		{Verb: "delete", Resource: "secrets", Namespace: metav1.NamespaceSystem},
 		{Verb: "get", Resource: "secrets", Namespace: api.SystemNamespace},
+		{Verb: "get", Resource: "configmaps", Namespace: api.SystemNamespace},
 		{Verb: "create", Resource: "configmaps", Namespace: api.SystemNamespace},
 		{Verb: "update", Resource: "configmaps", Namespace: api.SystemNamespace},
 		{Verb: "delete", Resource: "configmaps", Namespace: api.SystemNamespace},
 	}
 	if err := access.Check(ctx, e.Client, "join a node", rules); err != nil {
+		return nil, err
+	}
+	cfg, err := e.Store.Config(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := e.Client.CoreV1().Nodes().Get(ctx, o.Node, metav1.GetOptions{}); err == nil {
