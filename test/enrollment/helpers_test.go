@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -13,6 +14,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
+	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
 
 // stage runs `kubectl stage ARGS` in process against kubeconfig.
@@ -59,3 +62,12 @@ func fileMode(t *testing.T, path string) os.FileMode {
 	return st.Mode().Perm()
 }
 
+func siteStore(cp *harness.ControlPlane) *site.Store { return site.NewStore(cp.Client) }
+
+// runBundle runs a join bundle step and returns its combined output; the
+// step's failure is part of what the tests read.
+func runBundle(t *testing.T, path string, args ...string) string {
+	t.Helper()
+	out, _ := exec.Command("bash", append([]string{path}, args...)...).CombinedOutput()
+	return string(out)
+}
