@@ -97,6 +97,8 @@ mode server
 tls-server
 proto udp
 port %d
+# Answer from the address a client dialed, on hubs with several addresses.
+multihome
 dev %s
 dev-type tun
 topology subnet

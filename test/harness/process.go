@@ -83,3 +83,22 @@ func (p *process) stop(grace time.Duration) error {
 
 // pid is the process id of the daemon.
 func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// Daemon is a long-running program a test starts, bound to the test binary's
+// life like the control plane's daemons.
+type Daemon struct{ p *process }
+
+// StartDaemon runs path with args, logging to logPath.
+func StartDaemon(name, path string, args []string, logPath string) (*Daemon, error) {
+	p, err := startProcess(name, path, args, logPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{p: p}, nil
+}
+
+// Stop terminates the daemon and waits for it.
+func (d *Daemon) Stop() { _ = d.p.stop(stopGrace) }
+
+// Exited reports whether the daemon has ended.
+func (d *Daemon) Exited() bool { done, _ := d.p.exited(); return done }
