@@ -62,6 +62,12 @@ test-integration: tools build ## Integration and end-to-end tests against the re
 .PHONY: test
 test: deps tools vet test-unit test-integration ## Everything CI runs: set-up, vet, unit and integration tests
 
+.PHONY: bench
+bench: tools build ## Benchmarks: IP allocation, join against the local API server, VPN throughput (root)
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./test/enrollment/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./test/vpn/
+
 .PHONY: demo
 demo: deps tools build ## Start a local staging cluster with simulated sites (Ctrl-C stops it)
 	$(GO) run ./test/localstage

@@ -27,7 +27,7 @@ type overlay struct {
 	ip      map[string]string // node -> overlay IP
 }
 
-func setUp(t *testing.T, backend string) *overlay {
+func setUp(t testing.TB, backend string) *overlay {
 	t.Helper()
 	netns.RequireRoot(t)
 	for _, bin := range []string{"openvpn", "wg", "wireguard-go", "ping"} {
@@ -66,20 +66,29 @@ func (o *overlay) bundle(node, step string, wait int) (string, error) {
 
 func TestOpenVPNOverlay(t *testing.T) {
 	o := setUp(t, "openvpn")
-	hub, err := harness.StartDaemon("openvpn-hub", "ip",
-		[]string{"netns", "exec", o.tp.Hub, "openvpn", "--cd", o.hubDir, "--config", "server.conf"},
-		filepath.Join(t.TempDir(), "hub.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hub.Stop)
-	o.connectAndRevoke(t, func() {
-		// OpenVPN rereads the CRL and client-config-dir on every new handshake.
-	})
+	o.connectAndRevoke(t, startHub(t, o, "openvpn"))
 }
 
 func TestWireGuardOverlay(t *testing.T) {
 	o := setUp(t, "wireguard")
+	o.connectAndRevoke(t, startHub(t, o, "wireguard"))
+}
+
+// startHub runs the hub's VPN daemon from the configuration kubectl stage
+// wrote, and returns how to make it apply a rewritten configuration.
+func startHub(t testing.TB, o *overlay, backend string) (apply func()) {
+	t.Helper()
+	if backend == "openvpn" {
+		hub, err := harness.StartDaemon("openvpn-hub", "ip",
+			[]string{"netns", "exec", o.tp.Hub, "openvpn", "--cd", o.hubDir, "--config", "server.conf"},
+			filepath.Join(t.TempDir(), "hub.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(hub.Stop)
+		// OpenVPN rereads the CRL and client-config-dir on every new handshake.
+		return func() {}
+	}
 	hubNS, hubIface := o.tp.Hub, "wghub"
 	wg, err := harness.StartDaemon("wireguard-go-hub", "ip",
 		[]string{"netns", "exec", hubNS, "env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", hubIface},
@@ -99,11 +108,11 @@ func TestWireGuardOverlay(t *testing.T) {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
-	o.connectAndRevoke(t, func() {
+	return func() {
 		if out, err := o.tp.Run(hubNS, "wg", "syncconf", hubIface, filepath.Join(o.hubDir, "hub.conf")); err != nil {
 			t.Fatalf("wg syncconf: %v\n%s", err, out)
 		}
-	})
+	}
 }
 
 // connectAndRevoke: both sites bring their tunnel up from their bundles and
@@ -151,7 +160,7 @@ func (o *overlay) connectAndRevoke(t *testing.T, applyHub func()) {
 	}
 }
 
-func stage(t *testing.T, cp *harness.ControlPlane, args ...string) string {
+func stage(t testing.TB, cp *harness.ControlPlane, args ...string) string {
 	t.Helper()
 	bin := filepath.Join(harness.RepoRoot(), "bin", "kubectl-stage")
 	if _, err := os.Stat(bin); err != nil {
@@ -164,7 +173,7 @@ func stage(t *testing.T, cp *harness.ControlPlane, args ...string) string {
 	return string(out)
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
+func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !ok() {
