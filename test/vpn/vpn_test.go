@@ -66,12 +66,20 @@ func (o *overlay) bundle(node, step string, wait int) (string, error) {
 
 func TestOpenVPNOverlay(t *testing.T) {
 	o := setUp(t, "openvpn")
-	o.connectAndRevoke(t, startHub(t, o, "openvpn"))
+	// Before the hub runs, the bundle says that the hub does not answer.
+	out, err := o.bundle("a-1", "vpn", 3)
+	if err == nil || !strings.Contains(out, "the hub 198.18.0.1:1194 does not answer over UDP") {
+		t.Errorf("bundle vpn with the hub down: %v\n%s", err, out)
+	}
+	if out, err := o.bundle("a-1", "down", 1); err != nil {
+		t.Fatalf("bundle down: %v\n%s", err, out)
+	}
+	o.connectAndRevoke(t, startHub(t, o, "openvpn"), "the hub 198.18.0.1:1194 answers but did not accept this node: its credentials were revoked")
 }
 
 func TestWireGuardOverlay(t *testing.T) {
 	o := setUp(t, "wireguard")
-	o.connectAndRevoke(t, startHub(t, o, "wireguard"))
+	o.connectAndRevoke(t, startHub(t, o, "wireguard"), "no WireGuard handshake with the hub 198.18.0.1:51820")
 }
 
 // startHub runs the hub's VPN daemon from the configuration kubectl stage
@@ -118,7 +126,7 @@ func startHub(t testing.TB, o *overlay, backend string) (apply func()) {
 // connectAndRevoke: both sites bring their tunnel up from their bundles and
 // reach each other over the overlay only; after `leave`, the revoked node can
 // no longer connect (applyHub reloads the hub's configuration).
-func (o *overlay) connectAndRevoke(t *testing.T, applyHub func()) {
+func (o *overlay) connectAndRevoke(t *testing.T, applyHub func(), wantRevokedDiagnosis string) {
 	t.Helper()
 	a, b := "a-1", "b-1"
 	if o.tp.Ping(o.site[a], o.tp.SiteAddress[o.site[b]]) {
@@ -148,7 +156,7 @@ func (o *overlay) connectAndRevoke(t *testing.T, applyHub func()) {
 		t.Fatalf("bundle down: %v\n%s", err, out)
 	}
 	out, err = o.bundle(b, "vpn", 8)
-	if err == nil || !strings.Contains(out, "FAILED: overlay not reachable") {
+	if err == nil || !strings.Contains(out, "FAILED: overlay not reachable: "+wantRevokedDiagnosis) {
 		t.Fatalf("the revoked node %s reconnected: %v\n%s", b, err, out)
 	}
 	t.Logf("revoked %s: %s", b, strings.TrimSpace(out))
