@@ -21,26 +21,28 @@ type Rule struct {
 	Namespace string
 }
 
-func (r Rule) String() string {
-	res := r.Resource
-	if r.Group != "" {
-		res += "." + r.Group
+// resource is the resource as kubectl names it: "pods", "deployments.apps".
+func (r Rule) resource() string {
+	if r.Group == "" {
+		return r.Resource
 	}
-	if r.Namespace == "" {
-		return fmt.Sprintf("%s %s (cluster-wide)", r.Verb, res)
-	}
-	return fmt.Sprintf("%s %s in namespace %s", r.Verb, res, r.Namespace)
+	return r.Resource + "." + r.Group
 }
 
-func (r Rule) canI() string {
-	res := r.Resource
-	if r.Group != "" {
-		res += "." + r.Group
-	}
+func (r Rule) String() string {
 	if r.Namespace == "" {
-		return fmt.Sprintf("kubectl auth can-i %s %s", r.Verb, res)
+		return fmt.Sprintf("%s %s (cluster-wide)", r.Verb, r.resource())
 	}
-	return fmt.Sprintf("kubectl auth can-i %s %s -n %s", r.Verb, res, r.Namespace)
+	return fmt.Sprintf("%s %s in namespace %s", r.Verb, r.resource(), r.Namespace)
+}
+
+// canI is the kubectl command that checks the rule.
+func (r Rule) canI() string {
+	cmd := fmt.Sprintf("kubectl auth can-i %s %s", r.Verb, r.resource())
+	if r.Namespace != "" {
+		cmd += " -n " + r.Namespace
+	}
+	return cmd
 }
 
 // Check asks the API server (SelfSubjectAccessReview) about every rule and

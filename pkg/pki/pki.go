@@ -49,11 +49,7 @@ type Request struct {
 
 // NewCA creates a self-signed certificate authority.
 func NewCA(commonName string, validity time.Duration) (*KeyPair, error) {
-	key, err := NewPrivateKey()
-	if err != nil {
-		return nil, err
-	}
-	serial, err := newSerial()
+	key, serial, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +86,7 @@ func (ca *KeyPair) Issue(req Request) (*KeyPair, error) {
 	if len(req.Usage) == 0 {
 		return nil, fmt.Errorf("certificate request %q needs an extended key usage", req.CommonName)
 	}
-	key, err := NewPrivateKey()
-	if err != nil {
-		return nil, err
-	}
-	serial, err := newSerial()
+	key, serial, err := newKeyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +179,17 @@ func ParseCertificate(data []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
-func newSerial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+// newKeyAndSerial returns a fresh key and a random 127-bit serial number.
+func newKeyAndSerial() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := NewPrivateKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
 }
 
 func subjectKeyID(pub *ecdsa.PublicKey) []byte {

@@ -104,7 +104,7 @@ func (s *Store) BuildReport(ctx context.Context, now time.Time) (*Report, error)
 		}
 		if n, ok := nodeByName[r.Name]; ok {
 			ns.State = NodeNotReady
-			if nodeIsReady(n) {
+			if NodeIsReady(n) {
 				ns.State = NodeReady
 			}
 			for _, a := range n.Status.Addresses {
@@ -175,7 +175,8 @@ func (s *Store) tokenState(ctx context.Context, id string, now time.Time) (strin
 	return TokenValid, nil
 }
 
-func nodeIsReady(n *corev1.Node) bool {
+// NodeIsReady reports whether the node's Ready condition is True.
+func NodeIsReady(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			return c.Status == corev1.ConditionTrue

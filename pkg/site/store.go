@@ -221,15 +221,8 @@ func (s *Store) DeleteNode(ctx context.Context, name string) error {
 
 // Nodes lists node records, sorted by site then name.
 func (s *Store) Nodes(ctx context.Context) ([]NodeRecord, error) {
-	var out []NodeRecord
-	if err := listRecords(ctx, s, "node", func(data string) error {
-		var r NodeRecord
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	}); err != nil {
+	out, err := listRecords[NodeRecord](ctx, s, "node")
+	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b NodeRecord) int {
@@ -256,15 +249,8 @@ func (s *Store) EnsureSite(ctx context.Context, name string, now time.Time) erro
 
 // Sites lists the sites, sorted by name.
 func (s *Store) Sites(ctx context.Context) ([]SiteRecord, error) {
-	var out []SiteRecord
-	if err := listRecords(ctx, s, "site", func(data string) error {
-		var r SiteRecord
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	}); err != nil {
+	out, err := listRecords[SiteRecord](ctx, s, "site")
+	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b SiteRecord) int { return strings.Compare(a.Name, b.Name) })
@@ -282,15 +268,19 @@ func recordConfigMap(s *Store, name, kind, site string, record any) (*corev1.Con
 	}, nil
 }
 
-func listRecords(ctx context.Context, s *Store, kind string, each func(data string) error) error {
+// listRecords decodes every record ConfigMap of one kind.
+func listRecords[T any](ctx context.Context, s *Store, kind string) ([]T, error) {
 	list, err := s.configMaps().List(ctx, metav1.ListOptions{LabelSelector: api.LabelRecord + "=" + kind})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	out := make([]T, 0, len(list.Items))
 	for _, cm := range list.Items {
-		if err := each(cm.Data[recordKey]); err != nil {
-			return fmt.Errorf("configmap %s/%s is corrupt: %w", s.Namespace, cm.Name, err)
+		var r T
+		if err := json.Unmarshal([]byte(cm.Data[recordKey]), &r); err != nil {
+			return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", s.Namespace, cm.Name, err)
 		}
+		out = append(out, r)
 	}
-	return nil
+	return out, nil
 }

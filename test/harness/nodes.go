@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 )
 
 // KwokNodeAnnotation marks the nodes kwok plays the kubelet for.
@@ -76,20 +77,10 @@ func (cp *ControlPlane) AddNode(ctx context.Context, n Node) (*corev1.Node, erro
 			return false, err
 		}
 		ready = got
-		return NodeReady(got), nil
+		return site.NodeIsReady(got), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %q did not become Ready (is kwok running?): %w", n.Name, err)
 	}
 	return ready, nil
-}
-
-// NodeReady reports whether the node's Ready condition is True.
-func NodeReady(node *corev1.Node) bool {
-	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
