@@ -56,3 +56,52 @@ const (
 	TokenDescriptionPrefix = "kubectl-stage join "
 	KubeadmNodeTokenGroup  = "system:bootstrappers:kubeadm:default-node-token"
 )
+
+// The webhook contract: what a P2P pod (or its namespace) writes to opt in
+// and configure itself, and what the webhook injects. README documents it.
+const (
+	// LabelInject opts a pod, or every pod of a namespace, in ("enabled").
+	LabelInject      = Prefix + "inject"
+	LabelInjectValue = "enabled"
+	// LabelApp groups the peers of one P2P app; the webhook sets it on every
+	// pod it mutates (from AnnotationApp, app.kubernetes.io/name or app).
+	LabelApp = Prefix + "app"
+
+	// AnnotationApp names the app when the pod carries neither
+	// app.kubernetes.io/name nor app.
+	AnnotationApp = Prefix + "app"
+	// AnnotationSites chooses the sites: "all" (default), a comma-separated
+	// list of site names, or a count such as "3".
+	AnnotationSites = Prefix + "sites"
+	// AnnotationPlacement is "spread" (default: even spread over the chosen
+	// sites) or "one-per-site" (each pod pinned to the chosen site with the
+	// fewest peers of its app).
+	AnnotationPlacement = Prefix + "placement"
+	// AnnotationPort is the peer port; it makes advertise addresses and
+	// seeds ip:port.
+	AnnotationPort = Prefix + "port"
+	// AnnotationSeeds is how many seed peers to inject (default 3).
+	AnnotationSeeds = Prefix + "seeds"
+	// AnnotationSeedService is the headless Service whose DNS name is the
+	// seed fallback (default: the app name).
+	AnnotationSeedService = Prefix + "seed-service"
+	// AnnotationInjected records what the webhook did (for humans and for
+	// idempotence checks).
+	AnnotationInjected = Prefix + "injected"
+
+	// LabelZone is copied by the API server from a node onto its pods at
+	// binding (PodTopologyLabelsAdmission), which is how a pod learns its
+	// site through the downward API; join sets it to the site.
+	LabelZone = "topology.kubernetes.io/zone"
+)
+
+// Environment variables the webhook injects into every container.
+const (
+	EnvAdvertiseIP   = "STAGE_ADVERTISE_IP"   // the node's overlay IP (status.hostIP)
+	EnvAdvertiseAddr = "STAGE_ADVERTISE_ADDR" // ip:port, when the port annotation is set
+	EnvNodeName      = "STAGE_NODE_NAME"
+	EnvSite          = "STAGE_SITE"
+	EnvPodName       = "STAGE_POD_NAME"
+	EnvPeerSeeds     = "STAGE_PEER_SEEDS" // comma-separated ip[:port] of ready peers
+	EnvSeedDNS       = "STAGE_SEED_DNS"   // headless Service name, the fallback
+)

@@ -44,9 +44,6 @@ type Bundle struct {
 	GeneratedAt time.Time
 }
 
-// SiteLabel is the label key the kubelet registers the node with.
-func (b Bundle) SiteLabel() string { return api.LabelSite }
-
 // OverlayPrefixLen is the overlay's prefix length.
 func (b Bundle) OverlayPrefixLen() int { return b.Network.Prefix.Bits() }
 
@@ -69,7 +66,14 @@ nodeRegistration:
     value: %q
 timeouts:
   discovery: 2m0s
-`, b.APIServerEndpoint, b.Token, b.CACertHash, b.Node, b.OverlayIP.String(), api.LabelSite+"="+b.Site)
+`, b.APIServerEndpoint, b.Token, b.CACertHash, b.Node, b.OverlayIP.String(), b.NodeLabels())
+}
+
+// NodeLabels are the kubelet's --node-labels: the site, and the same value as
+// topology zone, which the API server copies onto pods at binding so that
+// they can read their site through the downward API.
+func (b Bundle) NodeLabels() string {
+	return api.LabelSite + "=" + b.Site + "," + api.LabelZone + "=" + b.Site
 }
 
 // Render returns the script.

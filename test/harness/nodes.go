@@ -38,7 +38,9 @@ func (cp *ControlPlane) AddNode(ctx context.Context, n Node) (*corev1.Node, erro
 		"type":                 "kwok",
 	}
 	if n.Site != "" {
+		// As a kubelet registered by a join bundle labels itself.
 		labels[api.LabelSite] = n.Site
+		labels[api.LabelZone] = n.Site
 	}
 	for k, v := range n.Labels {
 		labels[k] = v

@@ -143,8 +143,8 @@ func (o *Options) Run(ctx context.Context) error {
 	fmt.Fprintf(o.Out, "then apply the new peer on the hub: kubectl stage hub-config --dir HUB_DIR\n")
 	if o.PrintJoinCommand {
 		b := res.Bundle
-		fmt.Fprintf(o.Out, "kubeadm join %s --token %s --discovery-token-ca-cert-hash %s --node-name %s  # kubelet: --node-ip=%s --node-labels=%s=%s\n",
-			b.APIServerEndpoint, b.Token, b.CACertHash, b.Node, b.OverlayIP, b.SiteLabel(), b.Site)
+		fmt.Fprintf(o.Out, "kubeadm join %s --token %s --discovery-token-ca-cert-hash %s --node-name %s  # kubelet: --node-ip=%s --node-labels=%s\n",
+			b.APIServerEndpoint, b.Token, b.CACertHash, b.Node, b.OverlayIP, b.NodeLabels())
 	}
 	return nil
 }

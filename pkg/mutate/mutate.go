@@ -1,0 +1,346 @@
+package mutate
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+)
+
+// Placement values of api.AnnotationPlacement.
+const (
+	PlacementSpread     = "spread"
+	PlacementOnePerSite = "one-per-site"
+
+	defaultSeeds = 3
+	// maxSeeds bounds the seed list: an environment variable of thousands
+	// of addresses helps no peer and slows every container start.
+	maxSeeds = 256
+)
+
+// Decision says whether a pod was changed, and why not.
+type Decision struct {
+	Mutated bool
+	// Reason explains a skip, for the admission response and the logs.
+	Reason string
+}
+
+// OptedIn reports whether the pod or its namespace asked for the webhook.
+// Pods in kube-system never are.
+func OptedIn(pod *corev1.Pod, namespaceLabels map[string]string) (bool, string) {
+	if pod.Namespace == metav1.NamespaceSystem {
+		return false, "kube-system is never mutated"
+	}
+	if pod.Labels[api.LabelInject] == api.LabelInjectValue {
+		return true, ""
+	}
+	if v, set := pod.Labels[api.LabelInject]; set {
+		return false, fmt.Sprintf("pod label %s=%q opts out", api.LabelInject, v)
+	}
+	if namespaceLabels[api.LabelInject] == api.LabelInjectValue {
+		return true, ""
+	}
+	return false, fmt.Sprintf("neither the pod nor its namespace has %s=%s", api.LabelInject, api.LabelInjectValue)
+}
+
+// config is the pod's parsed annotations.
+type config struct {
+	app         string
+	sites       []string
+	placement   string
+	port        int
+	seeds       int
+	seedService string
+}
+
+// Mutate returns a mutated copy of pod (the original is not modified).
+// Mutating an already-mutated pod changes nothing. A malformed annotation is
+// an error whose message names the annotation and the accepted values.
+func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View) (*corev1.Pod, Decision, error) {
+	if ok, reason := OptedIn(pod, namespaceLabels); !ok {
+		return pod, Decision{Reason: reason}, nil
+	}
+	cfg, err := parse(pod, view)
+	if err != nil {
+		return nil, Decision{}, err
+	}
+	out := pod.DeepCopy()
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	out.Labels[api.LabelApp] = cfg.app
+
+	peers := view.Peers(pod.Namespace, cfg.app)
+	site := ""
+	if cfg.placement == PlacementOnePerSite {
+		site = pinnedSite(out)
+		if site == "" {
+			site = leastPopulatedSite(cfg.sites, peers, pod.Name)
+		}
+		requireSites(out, []string{site})
+	} else {
+		requireSites(out, cfg.sites)
+		spreadOverSites(out, cfg.app)
+	}
+
+	seeds := chooseSeeds(peers, pod.Name, site, cfg)
+	injectEnv(out, cfg, site, seeds)
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	if _, done := out.Annotations[api.AnnotationInjected]; !done {
+		out.Annotations[api.AnnotationInjected] = fmt.Sprintf("app=%s placement=%s sites=%s seeds=%d", cfg.app, cfg.placement, strings.Join(cfg.sites, ","), len(seeds))
+	}
+	return out, Decision{Mutated: true}, nil
+}
+
+func parse(pod *corev1.Pod, view View) (config, error) {
+	ann := pod.Annotations
+	cfg := config{placement: PlacementSpread, seeds: defaultSeeds}
+
+	cfg.app = firstNonEmpty(pod.Labels[api.LabelApp], ann[api.AnnotationApp], pod.Labels["app.kubernetes.io/name"], pod.Labels["app"])
+	if cfg.app == "" {
+		return cfg, fmt.Errorf("cannot tell which app this peer belongs to: set the label app.kubernetes.io/name (or app), or the annotation %s", api.AnnotationApp)
+	}
+	if errs := validation.IsValidLabelValue(cfg.app); len(errs) > 0 {
+		return cfg, fmt.Errorf("app name %q is not a valid label value: %s", cfg.app, strings.Join(errs, "; "))
+	}
+
+	if v, ok := ann[api.AnnotationPlacement]; ok {
+		if v != PlacementSpread && v != PlacementOnePerSite {
+			return cfg, fmt.Errorf("annotation %s=%q: must be %q or %q", api.AnnotationPlacement, v, PlacementSpread, PlacementOnePerSite)
+		}
+		cfg.placement = v
+	}
+
+	var err error
+	if cfg.sites, err = parseSites(ann[api.AnnotationSites], view.Sites()); err != nil {
+		return cfg, err
+	}
+
+	if v, ok := ann[api.AnnotationPort]; ok {
+		cfg.port, err = strconv.Atoi(v)
+		if err != nil || cfg.port < 1 || cfg.port > 65535 {
+			return cfg, fmt.Errorf("annotation %s=%q: must be a port number 1-65535", api.AnnotationPort, v)
+		}
+	}
+	if v, ok := ann[api.AnnotationSeeds]; ok {
+		cfg.seeds, err = strconv.Atoi(v)
+		if err != nil || cfg.seeds < 0 || cfg.seeds > maxSeeds {
+			return cfg, fmt.Errorf("annotation %s=%q: must be a whole number from 0 to %d", api.AnnotationSeeds, v, maxSeeds)
+		}
+	}
+	cfg.seedService = firstNonEmpty(ann[api.AnnotationSeedService], cfg.app)
+	if errs := validation.IsDNS1123Label(cfg.seedService); len(errs) > 0 {
+		return cfg, fmt.Errorf("seed service name %q (annotation %s, default the app name) is not a valid Service name: %s", cfg.seedService, api.AnnotationSeedService, strings.Join(errs, "; "))
+	}
+	return cfg, nil
+}
+
+// parseSites resolves the sites annotation against the known sites.
+func parseSites(value string, known []string) ([]string, error) {
+	value = strings.TrimSpace(value)
+	if value == "" || value == "all" {
+		if len(known) == 0 {
+			return nil, fmt.Errorf("no site is known yet (no node has the %s label): enroll nodes with kubectl stage join first", api.LabelSite)
+		}
+		return known, nil
+	}
+	if n, err := strconv.Atoi(value); err == nil {
+		if n < 1 {
+			return nil, fmt.Errorf("annotation %s=%q: a site count must be at least 1", api.AnnotationSites, value)
+		}
+		if n > len(known) {
+			return nil, fmt.Errorf("annotation %s=%q: asks for %d sites but the cluster has %d (%s)", api.AnnotationSites, value, n, len(known), strings.Join(known, ", "))
+		}
+		return known[:n], nil
+	}
+	var sites []string
+	for _, s := range strings.Split(value, ",") {
+		s = strings.TrimSpace(s)
+		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
+			return nil, fmt.Errorf("annotation %s=%q: %q is not a site name; use \"all\", a count, or site names separated by commas", api.AnnotationSites, value, s)
+		}
+		if !slices.Contains(sites, s) {
+			sites = append(sites, s)
+		}
+	}
+	slices.Sort(sites)
+	return sites, nil
+}
+
+// requireSites ANDs "site In sites" into every required node-affinity term
+// (terms are ORed, so adding to each keeps the user's alternatives), or adds
+// a term if there is none.
+func requireSites(pod *corev1.Pod, sites []string) {
+	req := corev1.NodeSelectorRequirement{Key: api.LabelSite, Operator: corev1.NodeSelectorOpIn, Values: sites}
+	if pod.Spec.Affinity == nil {
+		pod.Spec.Affinity = &corev1.Affinity{}
+	}
+	if pod.Spec.Affinity.NodeAffinity == nil {
+		pod.Spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	na := pod.Spec.Affinity.NodeAffinity
+	if na.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		na.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{}
+	}
+	terms := &na.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	if len(*terms) == 0 {
+		*terms = append(*terms, corev1.NodeSelectorTerm{})
+	}
+	for i := range *terms {
+		term := &(*terms)[i]
+		if !slices.ContainsFunc(term.MatchExpressions, func(e corev1.NodeSelectorRequirement) bool { return e.Key == api.LabelSite }) {
+			term.MatchExpressions = append(term.MatchExpressions, req)
+		}
+	}
+}
+
+// spreadOverSites adds a topology spread constraint on the site label unless
+// the user already wrote one.
+func spreadOverSites(pod *corev1.Pod, app string) {
+	if slices.ContainsFunc(pod.Spec.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool { return c.TopologyKey == api.LabelSite }) {
+		return
+	}
+	pod.Spec.TopologySpreadConstraints = append(pod.Spec.TopologySpreadConstraints, corev1.TopologySpreadConstraint{
+		MaxSkew:           1,
+		TopologyKey:       api.LabelSite,
+		WhenUnsatisfiable: corev1.DoNotSchedule,
+		LabelSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{api.LabelApp: app}},
+	})
+}
+
+// pinnedSite is the site an earlier mutation pinned the pod to, if any.
+func pinnedSite(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == api.EnvSite && e.Value != "" {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}
+
+// leastPopulatedSite picks, among sites, the one with the fewest peers of the
+// app (other than this pod); ties go to the first by name.
+func leastPopulatedSite(sites []string, peers []Peer, self string) string {
+	count := map[string]int{}
+	for _, p := range peers {
+		if p.Name != self {
+			count[p.Site]++
+		}
+	}
+	best := sites[0]
+	for _, s := range sites[1:] {
+		if count[s] < count[best] {
+			best = s
+		}
+	}
+	return best
+}
+
+// chooseSeeds picks up to cfg.seeds ready peers, round-robin over sites so
+// seeds come from as many sites as possible, the pod's own site last.
+func chooseSeeds(peers []Peer, self, ownSite string, cfg config) []string {
+	if cfg.seeds == 0 {
+		return nil
+	}
+	bySite := map[string][]Peer{}
+	var sites []string
+	for _, p := range peers {
+		if !p.Ready || p.HostIP == "" || p.Name == self {
+			continue
+		}
+		if _, seen := bySite[p.Site]; !seen {
+			sites = append(sites, p.Site)
+		}
+		bySite[p.Site] = append(bySite[p.Site], p)
+	}
+	slices.SortFunc(sites, func(a, b string) int {
+		// Other sites first; then by name for a stable order.
+		if (a == ownSite) != (b == ownSite) {
+			if a == ownSite {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a, b)
+	})
+	var seeds []string
+	for round := 0; len(seeds) < cfg.seeds; round++ {
+		added := false
+		for _, s := range sites {
+			if round < len(bySite[s]) && len(seeds) < cfg.seeds {
+				seeds = append(seeds, address(bySite[s][round].HostIP, cfg.port))
+				added = true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	return seeds
+}
+
+func address(ip string, port int) string {
+	if port == 0 {
+		return ip
+	}
+	if strings.Contains(ip, ":") {
+		return fmt.Sprintf("[%s]:%d", ip, port)
+	}
+	return fmt.Sprintf("%s:%d", ip, port)
+}
+
+// injectEnv adds the advertisement and seed variables to every container
+// and init container; a variable the user already defined is left alone.
+func injectEnv(pod *corev1.Pod, cfg config, site string, seeds []string) {
+	siteVar := corev1.EnvVar{Name: api.EnvSite, ValueFrom: fieldRef("metadata.labels['" + api.LabelZone + "']")}
+	if site != "" {
+		siteVar = corev1.EnvVar{Name: api.EnvSite, Value: site}
+	}
+	vars := []corev1.EnvVar{
+		{Name: api.EnvAdvertiseIP, ValueFrom: fieldRef("status.hostIP")},
+		{Name: api.EnvNodeName, ValueFrom: fieldRef("spec.nodeName")},
+		{Name: api.EnvPodName, ValueFrom: fieldRef("metadata.name")},
+		siteVar,
+	}
+	if cfg.port != 0 {
+		// $(VAR) expands variables defined earlier in the list.
+		vars = append(vars, corev1.EnvVar{Name: api.EnvAdvertiseAddr, Value: fmt.Sprintf("$(%s):%d", api.EnvAdvertiseIP, cfg.port)})
+	}
+	vars = append(vars,
+		corev1.EnvVar{Name: api.EnvPeerSeeds, Value: strings.Join(seeds, ",")},
+		corev1.EnvVar{Name: api.EnvSeedDNS, Value: fmt.Sprintf("%s.%s.svc.cluster.local", cfg.seedService, pod.Namespace)},
+	)
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			c := &list[i]
+			for _, v := range vars {
+				if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v.Name }) {
+					c.Env = append(c.Env, v)
+				}
+			}
+		}
+	}
+}
+
+func fieldRef(path string) *corev1.EnvVarSource {
+	return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
