@@ -1,0 +1,102 @@
+// Package webhook serves the stage webhook: the HTTP/TLS plumbing, caches,
+// health and metrics are controller-runtime's; the mutation itself is
+// pkg/mutate's pure function over a view read from informer caches, so that
+// no admission request costs an API call.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/mutate"
+)
+
+// Path is where the API server sends pod admission reviews.
+const Path = "/mutate-v1-pod"
+
+// ViewSource gives the mutation its view of the cluster and a namespace's labels.
+type ViewSource interface {
+	View(ctx context.Context) (mutate.View, error)
+	NamespaceLabels(ctx context.Context, name string) (map[string]string, error)
+}
+
+// PodMutator is the admission handler for pods.
+type PodMutator struct {
+	Decoder admission.Decoder
+	Source  ViewSource
+}
+
+// NewPodMutator returns a handler decoding with scheme.
+func NewPodMutator(scheme *runtime.Scheme, source ViewSource) *PodMutator {
+	return &PodMutator{Decoder: admission.NewDecoder(scheme), Source: source}
+}
+
+// Handle decodes the pod, mutates it and answers with a JSON patch.
+func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, result := m.handle(ctx, req)
+	observe(result, time.Since(start))
+	log.FromContext(ctx).V(1).Info("pod admission", "namespace", req.Namespace, "name", req.Name, "result", result, "reason", resp.Result)
+	return resp
+}
+
+func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
+		return admission.Allowed("not a pod"), resultSkipped
+	}
+	pod := &corev1.Pod{}
+	if err := m.Decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, err), resultErrored
+	}
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
+	if pod.Name == "" {
+		pod.Name = req.Name
+	}
+	nsLabels, err := m.Source.NamespaceLabels(ctx, pod.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), resultErrored
+	}
+	if ok, reason := mutate.OptedIn(pod, nsLabels); !ok {
+		return admission.Allowed(reason), resultSkipped
+	}
+	view, err := m.Source.View(ctx)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), resultErrored
+	}
+	mutated, decision, err := mutate.Mutate(pod, nsLabels, view)
+	if err != nil {
+		return admission.Denied(err.Error()), resultDenied
+	}
+	if !decision.Mutated {
+		return admission.Allowed(decision.Reason), resultSkipped
+	}
+	// Diff the decoded pod, not the raw request: serializing adds empty
+	// fields (status, resources) that would otherwise turn into patches.
+	original, err := json.Marshal(pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), resultErrored
+	}
+	raw, err := json.Marshal(mutated)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), resultErrored
+	}
+	resp := admission.PatchResponseFromRaw(original, raw)
+	if len(resp.Patches) == 0 {
+		return admission.Allowed("already mutated"), resultSkipped
+	}
+	// A stable order makes responses comparable and logs readable.
+	slices.SortFunc(resp.Patches, func(a, b jsonpatch.JsonPatchOperation) int { return strings.Compare(a.Path, b.Path) })
+	return resp, resultPatched
+}

@@ -1,0 +1,128 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/mutate"
+)
+
+type fixedSource struct {
+	view   mutate.StaticView
+	labels map[string]map[string]string
+}
+
+func (f fixedSource) View(context.Context) (mutate.View, error) { return f.view, nil }
+func (f fixedSource) NamespaceLabels(_ context.Context, ns string) (map[string]string, error) {
+	return f.labels[ns], nil
+}
+
+var source = fixedSource{
+	view: mutate.StaticView{SiteNames: []string{"osaka", "tokyo"}, PeersByApp: map[string][]mutate.Peer{
+		"p2p/dht": {{Name: "dht-0", Site: "tokyo", HostIP: "10.23.0.2", Ready: true}},
+	}},
+	labels: map[string]map[string]string{"p2p": {"kubectl-stage.io/inject": "enabled"}},
+}
+
+func handler() *PodMutator {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	return NewPodMutator(scheme, source)
+}
+
+func request(namespace, podJSON string) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "1",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: namespace,
+		Operation: admissionv1.Create,
+		Object:    runtime.RawExtension{Raw: []byte(podJSON)},
+	}}
+}
+
+func TestHandle(t *testing.T) {
+	tests := []struct {
+		name        string
+		namespace   string
+		pod         string
+		wantAllowed bool
+		wantPatches []string // "op path" prefixes, in order
+		wantMessage string
+	}{
+		{
+			name:        "namespace opted in",
+			namespace:   "p2p",
+			pod:         `{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"containers":[{"name":"n","image":"dht"}]}}`,
+			wantAllowed: true,
+			wantPatches: []string{"add /metadata/annotations/kubectl-stage.io~1injected", "add /metadata/labels/kubectl-stage.io~1app", "add /spec/affinity", "add /spec/containers/0/env", "add /spec/topologySpreadConstraints"},
+		},
+		{
+			name:        "not opted in",
+			namespace:   "default",
+			pod:         `{"metadata":{"name":"web","labels":{"app":"web"}},"spec":{"containers":[{"name":"n","image":"nginx"}]}}`,
+			wantAllowed: true,
+			wantMessage: "neither the pod nor its namespace",
+		},
+		{
+			name:        "bad annotation",
+			namespace:   "p2p",
+			pod:         `{"metadata":{"name":"dht-2","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/seeds":"many"}},"spec":{"containers":[{"name":"n","image":"dht"}]}}`,
+			wantMessage: `annotation kubectl-stage.io/seeds="many": must be a whole number from 0 to 256`,
+		},
+		{
+			name:        "not a pod",
+			namespace:   "p2p",
+			pod:         `{"metadata":{"name":"x"},"spec":{"containers":"oops"}}`,
+			wantMessage: "cannot unmarshal",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := handler().Handle(context.Background(), request(tt.namespace, tt.pod))
+			if resp.Allowed != tt.wantAllowed {
+				t.Fatalf("allowed = %v, want %v (%+v)", resp.Allowed, tt.wantAllowed, resp.Result)
+			}
+			if tt.wantMessage != "" && (resp.Result == nil || !strings.Contains(resp.Result.Message, tt.wantMessage)) {
+				t.Errorf("message = %+v, want %q", resp.Result, tt.wantMessage)
+			}
+			var got []string
+			for _, p := range resp.Patches {
+				got = append(got, p.Operation+" "+p.Path)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.wantPatches, "\n") {
+				t.Errorf("patches:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.wantPatches, "\n"))
+			}
+		})
+	}
+}
+
+// FuzzAdmissionReview feeds arbitrary AdmissionReview bodies through decoding
+// and mutation: the handler must answer, never panic, and every patch it
+// returns must apply to the pod it was given.
+func FuzzAdmissionReview(f *testing.F) {
+	f.Add(`{"request":{"uid":"1","kind":{"version":"v1","kind":"Pod"},"namespace":"p2p","object":{"metadata":{"name":"a","labels":{"app":"dht"}},"spec":{"containers":[{"name":"n"}]}}}}`)
+	f.Add(`{"request":{"uid":"2","kind":{"version":"v1","kind":"Pod"},"namespace":"p2p","object":{"metadata":{"labels":{"app":"dht","kubectl-stage.io/inject":"enabled"},"annotations":{"kubectl-stage.io/sites":"1","kubectl-stage.io/placement":"one-per-site","kubectl-stage.io/port":"1"}},"spec":{"affinity":{"nodeAffinity":{}},"containers":[{"name":"n","env":[{"name":"STAGE_SITE","value":"x"}]}]}}}}`)
+	f.Add(`{"request":{"kind":{"kind":"Pod"},"object":null}}`)
+	h := handler()
+	f.Fuzz(func(t *testing.T, body string) {
+		var review admissionv1.AdmissionReview
+		if err := json.Unmarshal([]byte(body), &review); err != nil || review.Request == nil {
+			return
+		}
+		resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: *review.Request})
+		if resp.Allowed && len(resp.Patches) > 0 {
+			if _, err := json.Marshal(resp.Patches); err != nil {
+				t.Fatalf("unmarshalable patch: %v", err)
+			}
+		}
+	})
+}
