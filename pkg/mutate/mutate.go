@@ -167,6 +167,9 @@ func parseSites(value string, known []string) ([]string, error) {
 		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
 			return nil, fmt.Errorf("annotation %s=%q: %q is not a site name; use \"all\", a count, or site names separated by commas", api.AnnotationSites, value, s)
 		}
+		if !slices.Contains(known, s) {
+			return nil, fmt.Errorf("annotation %s=%q: no node is at site %q; known sites: %s", api.AnnotationSites, value, s, strings.Join(known, ", "))
+		}
 		if !slices.Contains(sites, s) {
 			sites = append(sites, s)
 		}

@@ -248,6 +248,7 @@ func TestMalformedAnnotations(t *testing.T) {
 		{"seeds huge", pod(annotate(api.AnnotationSeeds, "100000000000000000000")), "must be a whole number from 0 to 256"},
 		{"seeds negative", pod(annotate(api.AnnotationSeeds, "-1")), "must be a whole number from 0 to 256"},
 		{"site name", pod(annotate(api.AnnotationSites, "tokyo,Osaka_2")), `"Osaka_2" is not a site name`},
+		{"unknown site", pod(annotate(api.AnnotationSites, "tokyo,mars")), `no node is at site "mars"; known sites: frankfurt, osaka, tokyo`},
 		{"site count", pod(annotate(api.AnnotationSites, "7")), "asks for 7 sites but the cluster has 3 (frankfurt, osaka, tokyo)"},
 		{"site count zero", pod(annotate(api.AnnotationSites, "0")), "at least 1"},
 		{"no app", pod(func(p *corev1.Pod) { delete(p.Labels, "app") }), "cannot tell which app"},

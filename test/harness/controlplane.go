@@ -291,6 +291,10 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, extr
 		// harness reaches the API server through the kubernetes Service.
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
+		// Streaming lists need etcd >= 3.4.31; Debian's 3.4.23 lacks the
+		// progress notifications, and clients would back off for tens of
+		// seconds before falling back. Without the feature they list at once.
+		"--feature-gates=WatchList=false",
 	}
 	p, err := cp.start("kube-apiserver", cp.Tools.KubeAPIServer, append(args, extraArgs...))
 	if err != nil {
