@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the tests run (kube-apiserver,
 # kube-scheduler, kube-controller-manager and kubectl from k8s.io/kubernetes,
-# and kwok)
+# and kwok, plus the Helm CLI for chart tests)
 # into a cache folder keyed by version, and reuses what is already there.
 # Nothing is downloaded but Go modules.
 set -euo pipefail
@@ -42,6 +42,17 @@ else
   start=$(date +%s)
   GOBIN="$kwok_out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
   echo "built kwok in $(( $(date +%s) - start ))s"
+fi
+
+helm_version=$(tr -d "[:space:]" < "$root/hack/tools/helm-version")
+helm_out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/helm-$helm_version
+if [ -x "$helm_out/helm" ]; then
+  echo "cached: $helm_out/helm"
+else
+  echo "building helm $helm_version (for chart lint and template tests)"
+  start=$(date +%s)
+  GOBIN="$helm_out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$helm_version"
+  echo "built helm in $(( $(date +%s) - start ))s"
 fi
 
 # kwok runs no stage unless given one; take kwokctl's defaults (fast node

@@ -18,6 +18,7 @@ type Tools struct {
 	KubeControllerManager string
 	Kubectl               string
 	Kwok                  string
+	Helm                  string
 	// KwokStages is the kwok configuration holding the node and pod stages.
 	KwokStages string
 	// KubernetesVersion is the pinned version of the control plane.
@@ -45,6 +46,10 @@ func FindTools() (Tools, error) {
 	if err != nil {
 		return Tools{}, err
 	}
+	helmVersion, err := os.ReadFile(filepath.Join(root, "hack", "tools", "helm-version"))
+	if err != nil {
+		return Tools{}, err
+	}
 	cache := os.Getenv("STAGE_TOOLS_DIR")
 	if cache == "" {
 		cache = filepath.Join(root, ".cache", "tools")
@@ -58,6 +63,7 @@ func FindTools() (Tools, error) {
 		Kubectl:               filepath.Join(k8sDir, "kubectl"),
 		Kwok:                  filepath.Join(kwokDir, "kwok"),
 		KwokStages:            filepath.Join(kwokDir, "stages.yaml"),
+		Helm:                  filepath.Join(cache, "helm-"+strings.TrimSpace(string(helmVersion)), "helm"),
 		KubernetesVersion:     version,
 	}
 	t.Etcd = os.Getenv("ETCD")
@@ -66,7 +72,7 @@ func FindTools() (Tools, error) {
 			return Tools{}, fmt.Errorf("etcd not found on PATH: install Debian's etcd-server (apt-get install etcd-server) or set ETCD")
 		}
 	}
-	for _, path := range []string{t.KubeAPIServer, t.KubeScheduler, t.KubeControllerManager, t.Kubectl, t.Kwok, t.KwokStages} {
+	for _, path := range []string{t.KubeAPIServer, t.KubeScheduler, t.KubeControllerManager, t.Kubectl, t.Kwok, t.KwokStages, t.Helm} {
 		if _, err := os.Stat(path); err != nil {
 			return Tools{}, fmt.Errorf("%s is missing: %s", path, buildHint)
 		}

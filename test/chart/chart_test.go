@@ -1,0 +1,207 @@
+package chart
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/pki"
+	"github.com/kubectl-stage/kubectl-stage/test/harness"
+)
+
+const namespace = "kubectl-stage-system"
+
+var chartDir = filepath.Join(harness.RepoRoot(), "charts", "kubectl-stage")
+
+func helm(t *testing.T, args ...string) string {
+	t.Helper()
+	tools, err := harness.FindTools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tools.Helm, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// render runs `helm template` and returns the objects by "Kind/name".
+func render(t *testing.T, set ...string) (string, map[string]*unstructured.Unstructured) {
+	t.Helper()
+	args := []string{"template", "stage", chartDir, "--namespace", namespace}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	manifest := helm(t, args...)
+	objects := map[string]*unstructured.Unstructured{}
+	decoder := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := decoder.Decode(&u.Object); err != nil {
+			break
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		objects[u.GetKind()+"/"+u.GetName()] = u
+	}
+	return manifest, objects
+}
+
+func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
+	t.Helper()
+	if u == nil {
+		t.Fatalf("object missing from the rendered chart")
+	}
+	out := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestChartLints(t *testing.T) {
+	out := helm(t, "lint", "--strict", chartDir)
+	if !strings.Contains(out, "0 chart(s) failed") {
+		t.Errorf("helm lint:\n%s", out)
+	}
+}
+
+func TestChartDefaults(t *testing.T) {
+	_, objs := render(t)
+	for _, key := range []string{"ServiceAccount/stage-kubectl-stage-webhook", "ClusterRole/stage-kubectl-stage-webhook", "ClusterRoleBinding/stage-kubectl-stage-webhook",
+		"Service/stage-kubectl-stage-webhook", "Deployment/stage-kubectl-stage-webhook", "PodDisruptionBudget/stage-kubectl-stage-webhook",
+		"Secret/stage-kubectl-stage-webhook-tls", "MutatingWebhookConfiguration/stage-kubectl-stage"} {
+		if objs[key] == nil {
+			t.Errorf("%s is not rendered", key)
+		}
+	}
+
+	deploy := convert[appsv1.Deployment](t, objs["Deployment/stage-kubectl-stage-webhook"])
+	pod := deploy.Spec.Template.Spec
+	c := pod.Containers[0]
+	if *deploy.Spec.Replicas != 2 || pod.Affinity.PodAntiAffinity == nil {
+		t.Errorf("replicas %d, anti-affinity %v", *deploy.Spec.Replicas, pod.Affinity)
+	}
+	if !*pod.SecurityContext.RunAsNonRoot || !*c.SecurityContext.ReadOnlyRootFilesystem || *c.SecurityContext.AllowPrivilegeEscalation {
+		t.Error("the webhook must run as non-root with a read-only root filesystem and no privilege escalation")
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Error("no resource requests")
+	}
+
+	role := convert[struct {
+		Rules []struct{ Verbs []string } `json:"rules"`
+	}](t, objs["ClusterRole/stage-kubectl-stage-webhook"])
+	for _, r := range role.Rules {
+		for _, v := range r.Verbs {
+			if v != "get" && v != "list" && v != "watch" {
+				t.Errorf("the webhook's role may %s; it should only read", v)
+			}
+		}
+	}
+
+	mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, objs["MutatingWebhookConfiguration/stage-kubectl-stage"])
+	secret := convert[corev1.Secret](t, objs["Secret/stage-kubectl-stage-webhook-tls"])
+	serving, err := pki.ParseCertificate(decode(t, secret.Data["tls.crt"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hook := range mwc.Webhooks {
+		if *hook.FailurePolicy != admissionregistrationv1.Fail || *hook.SideEffects != admissionregistrationv1.SideEffectClassNone || *hook.TimeoutSeconds != 5 {
+			t.Errorf("%s: failurePolicy %s sideEffects %s timeout %d", hook.Name, *hook.FailurePolicy, *hook.SideEffects, *hook.TimeoutSeconds)
+		}
+		excluded := hook.NamespaceSelector.MatchExpressions[0]
+		if excluded.Operator != metav1.LabelSelectorOpNotIn || strings.Join(excluded.Values, ",") != "kube-system,"+namespace {
+			t.Errorf("%s: namespace exclusion %+v", hook.Name, excluded)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(hook.ClientConfig.CABundle) {
+			t.Fatalf("%s: caBundle is not a PEM certificate", hook.Name)
+		}
+		if _, err := serving.Verify(x509.VerifyOptions{Roots: roots, DNSName: "stage-kubectl-stage-webhook." + namespace + ".svc"}); err != nil {
+			t.Errorf("%s: the serving certificate does not verify against the caBundle for the Service name: %v", hook.Name, err)
+		}
+	}
+	if mwc.Webhooks[0].ObjectSelector.MatchLabels["kubectl-stage.io/inject"] != "enabled" || mwc.Webhooks[1].NamespaceSelector.MatchLabels["kubectl-stage.io/inject"] != "enabled" {
+		t.Error("opt-in selectors missing")
+	}
+}
+
+func TestChartOptions(t *testing.T) {
+	_, single := render(t, "replicaCount=1")
+	if single["PodDisruptionBudget/stage-kubectl-stage-webhook"] != nil {
+		t.Error("a PodDisruptionBudget with a single replica would block every drain")
+	}
+	_, cm := render(t, "certificates.certManager.enabled=true")
+	if cm["Secret/stage-kubectl-stage-webhook-tls"] != nil || cm["Certificate/stage-kubectl-stage-webhook"] == nil || cm["Issuer/stage-kubectl-stage-webhook-ca"] == nil {
+		t.Error("cert-manager mode renders the wrong certificate objects")
+	}
+	if got := cm["MutatingWebhookConfiguration/stage-kubectl-stage"].GetAnnotations()["cert-manager.io/inject-ca-from"]; got != namespace+"/stage-kubectl-stage-webhook" {
+		t.Errorf("inject-ca-from = %q", got)
+	}
+}
+
+// TestChartAppliesToAPIServer applies the rendered chart to a real API
+// server: what a cluster accepts, with its validation and defaulting.
+func TestChartAppliesToAPIServer(t *testing.T) {
+	ctx := context.Background()
+	cp := harness.StartForTest(t, harness.Options{})
+	manifest, _ := render(t)
+	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(cp.Tools.Kubectl, "--kubeconfig", cp.Kubeconfig, "apply", "-f", "-")
+	cmd.Stdin = bytes.NewBufferString(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply of the rendered chart: %v\n%s", err, out)
+	}
+	mwc, err := cp.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "stage-kubectl-stage", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mwc.Webhooks) != 2 || *mwc.Webhooks[0].ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
+		t.Errorf("stored webhook configuration: %+v", mwc.Webhooks)
+	}
+	if _, err := cp.Client.PolicyV1().PodDisruptionBudgets(namespace).Get(ctx, "stage-kubectl-stage-webhook", metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	}
+	// Re-applying is a no-op: the chart is declarative.
+	again := exec.Command(cp.Tools.Kubectl, "--kubeconfig", cp.Kubeconfig, "apply", "-f", "-")
+	again.Stdin = bytes.NewBufferString(manifest)
+	out, err := again.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "unchanged") {
+		t.Errorf("re-apply: %v\n%s", err, out)
+	}
+}
+
+func decode(t *testing.T, b []byte) []byte {
+	t.Helper()
+	// Secret data from unstructured conversion is already base64-decoded
+	// bytes; tolerate both.
+	if bytes.HasPrefix(b, []byte("-----BEGIN")) {
+		return b
+	}
+	out, err := base64.StdEncoding.DecodeString(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
