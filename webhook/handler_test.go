@@ -126,3 +126,14 @@ func FuzzAdmissionReview(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkHandle(b *testing.B) {
+	h := handler()
+	req := request("p2p", `{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"containers":[{"name":"n","image":"dht"}]}}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if resp := h.Handle(context.Background(), req); !resp.Allowed {
+			b.Fatal(resp.Result)
+		}
+	}
+}

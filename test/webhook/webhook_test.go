@@ -60,7 +60,7 @@ func startCluster(t *testing.T) *cluster {
 
 // startWebhook runs the real webhook server (TLS, caches, health) on a free
 // loopback port and waits until it is ready.
-func startWebhook(t *testing.T, cp *harness.ControlPlane) (string, []byte) {
+func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	t.Helper()
 	ca, err := pki.NewCA("stage-webhook-ca", time.Hour)
 	if err != nil {
@@ -110,7 +110,7 @@ func startWebhook(t *testing.T, cp *harness.ControlPlane) (string, []byte) {
 
 // registerWebhook installs the MutatingWebhookConfiguration the chart
 // installs, pointed at the in-process server.
-func registerWebhook(t *testing.T, cp *harness.ControlPlane, url string, caPEM []byte) {
+func registerWebhook(t testing.TB, cp *harness.ControlPlane, url string, caPEM []byte) {
 	t.Helper()
 	exclude := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kubectl-stage-system"},
@@ -292,7 +292,7 @@ func TestDeploymentSpreadAndSafety(t *testing.T) {
 	}
 }
 
-func createNamespace(t *testing.T, cp *harness.ControlPlane, name string, labels map[string]string) {
+func createNamespace(t testing.TB, cp *harness.ControlPlane, name string, labels map[string]string) {
 	t.Helper()
 	if _, err := cp.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -347,7 +347,7 @@ func splitNonEmpty(s string) []string {
 	return strings.Split(s, ",")
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,174 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/test/harness"
+)
+
+// BenchmarkWebhookHTTPS sends AdmissionReviews to the real webhook server
+// over HTTPS on loopback at a fixed 1,000 requests/s for 5 s and reports
+// the latency percentiles.
+func BenchmarkWebhookHTTPS(b *testing.B) {
+	cp := harness.StartForTest(b, harness.All())
+	if _, err := cp.AddNode(context.Background(), harness.Node{Name: "tokyo-1", Site: "tokyo", InternalIP: "10.23.0.2"}); err != nil {
+		b.Fatal(err)
+	}
+	url, caPEM := startWebhook(b, cp)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 64}, Timeout: 5 * time.Second}
+
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "default", Labels: map[string]string{"app": "load", api.LabelInject: api.LabelInjectValue}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}},
+	}
+	raw, _ := json.Marshal(pod)
+	review, _ := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "default", Operation: admissionv1.Create,
+			Object: runtime.RawExtension{Raw: raw}},
+	})
+
+	const rate, seconds = 1000, 5
+	var mu sync.Mutex
+	var latencies []time.Duration
+	failures := 0
+	b.ResetTimer()
+	ticker := time.NewTicker(time.Second / rate)
+	defer ticker.Stop()
+	var wg sync.WaitGroup
+	for i := 0; i < rate*seconds; i++ {
+		<-ticker.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			resp, err := client.Post(url, "application/json", bytes.NewReader(review))
+			d := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				failures++
+				return
+			}
+			_ = resp.Body.Close()
+			latencies = append(latencies, d)
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(latencies)
+	if failures > 0 || len(latencies) == 0 {
+		b.Fatalf("%d of %d requests failed", failures, rate*seconds)
+	}
+	p := func(q float64) float64 { return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(p(0.50), "p50-ms")
+	b.ReportMetric(p(0.99), "p99-ms")
+	b.ReportMetric(float64(len(latencies))/seconds, "req/s")
+}
+
+// BenchmarkPodCreationThroughput creates the same opted-in pods through the
+// API server first without the webhook registered, then with it, and
+// reports both rates and their ratio. On one 2-core machine the webhook,
+// the API server, etcd and the client share the CPUs, which a cluster would
+// not.
+func BenchmarkPodCreationThroughput(b *testing.B) {
+	ctx := context.Background()
+	// The controller manager creates the namespace's default ServiceAccount,
+	// which pod admission requires.
+	cp := harness.StartForTest(b, harness.Options{ControllerManager: true})
+	for _, s := range []string{"tokyo", "osaka"} {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: s + "-1", Labels: map[string]string{api.LabelSite: s}}}
+		if _, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	createNamespace(b, cp, "load", nil)
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := cp.Client.CoreV1().ServiceAccounts("load").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		b.Fatal("no default ServiceAccount in namespace load")
+	}
+	const pods, workers = 400, 8
+	create := func(prefix string) float64 {
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, pods)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < pods; i += workers {
+					p := &corev1.Pod{
+						ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", prefix, i), Labels: map[string]string{"app": "load", api.LabelInject: api.LabelInjectValue}},
+						Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}},
+					}
+					if _, err := cp.Client.CoreV1().Pods("load").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		return pods / time.Since(start).Seconds()
+	}
+	// The webhook runs (and watches its peers) in both halves; only its
+	// registration differs, so the ratio is the cost of admission itself.
+	url, caPEM := startWebhook(b, cp)
+	b.ResetTimer()
+	without := create("plain")
+	registerWebhook(b, cp, url, caPEM)
+	with := create("mutated")
+	b.StopTimer()
+	got, err := cp.Client.CoreV1().Pods("load").Get(ctx, "mutated-0", metav1.GetOptions{})
+	if err != nil || len(got.Spec.Containers[0].Env) == 0 {
+		b.Fatalf("the webhook did not mutate the measured pods: %v", err)
+	}
+	// How long each webhook call took as the API server saw it.
+	if raw, err := cp.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx); err == nil {
+		var sum, count float64
+		for _, line := range strings.Split(string(raw), "\n") {
+			fields := strings.Fields(line)
+			switch {
+			case len(fields) != 2:
+			case strings.HasPrefix(line, "apiserver_admission_webhook_admission_duration_seconds_sum"):
+				sum, _ = strconv.ParseFloat(fields[1], 64)
+			case strings.HasPrefix(line, "apiserver_admission_webhook_admission_duration_seconds_count"):
+				count, _ = strconv.ParseFloat(fields[1], 64)
+			}
+		}
+		if count > 0 {
+			b.ReportMetric(sum/count*1000, "apiserver-webhook-ms")
+		}
+	}
+	b.ReportMetric(without, "pods/s-without")
+	b.ReportMetric(with, "pods/s-with")
+	b.ReportMetric(with/without, "ratio")
+}
