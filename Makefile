@@ -66,7 +66,20 @@ test: deps tools vet test-unit test-integration ## Everything CI runs: set-up, v
 bench: tools build ## Benchmarks: IP allocation, join against the local API server, VPN throughput (root)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./test/enrollment/
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./test/vpn/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./test/vpn/ ./test/webhook/
+
+.PHONY: build-webhook
+build-webhook: ## Build the admission webhook server into bin/
+	$(GO_BUILD) -o $(BIN_DIR)/stage-webhook ./webhook/cmd/stage-webhook
+
+.PHONY: chart-lint
+chart-lint: tools ## helm lint and render the chart
+	.cache/tools/helm-$$(cat hack/tools/helm-version)/helm lint --strict charts/kubectl-stage
+	.cache/tools/helm-$$(cat hack/tools/helm-version)/helm template stage charts/kubectl-stage >/dev/null
+
+.PHONY: fuzz
+fuzz: ## Fuzz the webhook's AdmissionReview decoding and mutation for 60s
+	$(GO) test -run '^$$' -fuzz FuzzAdmissionReview -fuzztime 60s ./webhook/
 
 .PHONY: demo
 demo: deps tools build ## Start a local staging cluster with simulated sites (Ctrl-C stops it)
