@@ -35,25 +35,24 @@ for cmd in kube-apiserver kube-scheduler kube-controller-manager kubectl; do
   echo "built $cmd in $(( $(date +%s) - start ))s"
 done
 
-if [ -x "$kwok_out/kwok" ]; then
-  echo "cached: $kwok_out/kwok"
-else
-  echo "building kwok $kwok_version"
+# go_install_cached DIR BINARY PACKAGE@VERSION: go install into DIR unless there.
+go_install_cached() {
+  if [ -x "$1/$2" ]; then
+    echo "cached: $1/$2"
+    return
+  fi
+  echo "building $2 ${3##*@}"
+  local start
   start=$(date +%s)
-  GOBIN="$kwok_out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
-  echo "built kwok in $(( $(date +%s) - start ))s"
-fi
+  GOBIN="$1" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$3"
+  echo "built $2 in $(( $(date +%s) - start ))s"
+}
+
+go_install_cached "$kwok_out" kwok "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
 
 helm_version=$(tr -d "[:space:]" < "$root/hack/tools/helm-version")
 helm_out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/helm-$helm_version
-if [ -x "$helm_out/helm" ]; then
-  echo "cached: $helm_out/helm"
-else
-  echo "building helm $helm_version (for chart lint and template tests)"
-  start=$(date +%s)
-  GOBIN="$helm_out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$helm_version"
-  echo "built helm in $(( $(date +%s) - start ))s"
-fi
+go_install_cached "$helm_out" helm "helm.sh/helm/v3/cmd/helm@$helm_version"
 
 # kwok runs no stage unless given one; take kwokctl's defaults (fast node
 # initialisation, heartbeat with leases, fast pod lifecycle) from the same

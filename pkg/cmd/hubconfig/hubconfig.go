@@ -11,6 +11,7 @@ import (
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
+	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
 )
 
@@ -60,11 +61,10 @@ func NewCmdHubConfig(f kcmdutil.Factory, streams genericiooptions.IOStreams) *co
 
 // Complete builds the client.
 func (o *Options) Complete() error {
-	client, err := o.factory.KubernetesClientSet()
-	if err != nil {
+	var err error
+	if o.enroller, err = cmdutil.NewEnroller(o.factory, o.ErrOut); err != nil {
 		return err
 	}
-	o.enroller = enroll.New(client, o.ErrOut)
 	return nil
 }
 

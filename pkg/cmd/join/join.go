@@ -90,11 +90,10 @@ func (o *Options) Complete(args []string) error {
 	if o.BundlePath == "" && o.Node != "" {
 		o.BundlePath = o.Node + ".join.sh"
 	}
-	client, err := o.factory.KubernetesClientSet()
-	if err != nil {
+	var err error
+	if o.enroller, err = cmdutil.NewEnroller(o.factory, o.ErrOut); err != nil {
 		return err
 	}
-	o.enroller = enroll.New(client, o.ErrOut)
 	return nil
 }
 

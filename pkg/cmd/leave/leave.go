@@ -12,6 +12,7 @@ import (
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
+	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
 )
 
@@ -71,11 +72,10 @@ func (o *Options) Complete(args []string) error {
 		return errors.New("exactly one NODE is required: kubectl stage leave NODE")
 	}
 	o.Node = args[0]
-	client, err := o.factory.KubernetesClientSet()
-	if err != nil {
+	var err error
+	if o.enroller, err = cmdutil.NewEnroller(o.factory, o.ErrOut); err != nil {
 		return err
 	}
-	o.enroller = enroll.New(client, o.ErrOut)
 	return nil
 }
 

@@ -90,11 +90,10 @@ func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 
 // Complete builds the client and reads the API server certificate.
 func (o *Options) Complete(ctx context.Context) error {
-	client, err := o.factory.KubernetesClientSet()
-	if err != nil {
+	var err error
+	if o.enroller, err = cmdutil.NewEnroller(o.factory, o.ErrOut); err != nil {
 		return err
 	}
-	o.enroller = enroll.New(client, o.ErrOut)
 	if !o.SkipCertCheck {
 		cfg, err := o.factory.ToRESTConfig()
 		if err != nil {
