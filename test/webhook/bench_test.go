@@ -83,7 +83,9 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	if failures > 0 || len(latencies) == 0 {
 		b.Fatalf("%d of %d requests failed", failures, rate*seconds)
 	}
-	p := func(q float64) float64 { return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds()) / 1000 }
+	p := func(q float64) float64 {
+		return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
 	b.ReportMetric(p(0.50), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
 	b.ReportMetric(float64(len(latencies))/seconds, "req/s")
