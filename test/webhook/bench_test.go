@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/pki"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
 
@@ -157,14 +159,22 @@ func BenchmarkPodCreationThroughput(b *testing.B) {
 		}
 		return pods / time.Since(start).Seconds()
 	}
-	// The webhook runs (and watches its peers) in both halves; only its
-	// registration differs, so the ratio is the cost of admission itself.
+	// The webhook runs (and watches its peers) in all phases; only the
+	// registration differs. A do-nothing webhook on the same TLS stack
+	// measures what any admission webhook costs on this machine.
 	url, caPEM := startWebhook(b, cp)
+	noopURL, noopCA := startNoopWebhook(b)
 	b.ResetTimer()
 	without := create("plain")
+	registerWebhook(b, cp, noopURL, noopCA)
+	noop := create("noop")
+	if err := cp.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, "kubectl-stage", metav1.DeleteOptions{}); err != nil {
+		b.Fatal(err)
+	}
 	registerWebhook(b, cp, url, caPEM)
 	with := create("mutated")
 	b.StopTimer()
+	b.ReportMetric(noop/without, "ratio-noop-webhook")
 	got, err := cp.Client.CoreV1().Pods("load").Get(ctx, "mutated-0", metav1.GetOptions{})
 	if err != nil || len(got.Spec.Containers[0].Env) == 0 {
 		b.Fatalf("the webhook did not mutate the measured pods: %v", err)
@@ -189,4 +199,39 @@ func BenchmarkPodCreationThroughput(b *testing.B) {
 	b.ReportMetric(without, "pods/s-without")
 	b.ReportMetric(with, "pods/s-with")
 	b.ReportMetric(with/without, "ratio")
+}
+
+// startNoopWebhook serves AdmissionReviews by allowing them unchanged.
+func startNoopWebhook(b *testing.B) (string, []byte) {
+	b.Helper()
+	ca, err := pki.NewCA("noop-ca", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serving, err := ca.Issue(pki.Request{CommonName: "noop", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Validity: time.Hour, Usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := serving.KeyPEM()
+	cert, err := tls.X509KeyPair(serving.CertificatePEM(), key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+			http.Error(w, "bad review", http.StatusBadRequest)
+			return
+		}
+		review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+		review.Request = nil
+		_ = json.NewEncoder(w).Encode(review)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	return "https://" + l.Addr().String() + "/", ca.CertificatePEM()
 }
