@@ -345,3 +345,38 @@ func between(s, start, end string) string {
 	v, _, _ := strings.Cut(after, end)
 	return v
 }
+
+func TestExhaustedPool(t *testing.T) {
+	ctx := context.Background()
+	cp := startCluster(t)
+	dir := t.TempDir()
+	mustStage(t, cp.Kubeconfig, "init", "--hub-endpoint", "198.18.0.1", "--overlay-cidr", "10.23.0.0/29")
+	for i := 1; i <= 5; i++ {
+		mustStage(t, cp.Kubeconfig, "join", "tokyo", "--node", fmt.Sprintf("tokyo-%d", i), "-f", filepath.Join(dir, fmt.Sprintf("%d.sh", i)))
+	}
+	_, _, err := stage(t, cp.Kubeconfig, "join", "tokyo", "--node", "tokyo-6", "-f", filepath.Join(dir, "6.sh"))
+	for _, want := range []string{"overlay address pool exhausted", "all 5 addresses of 10.23.0.0/29 are in use", "kubectl stage leave NODE", "larger --overlay-cidr"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want it to contain %q", err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "6.sh")); !os.IsNotExist(err) {
+		t.Error("a join that found no address wrote a bundle")
+	}
+	secrets, err := cp.Client.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := 0
+	for _, s := range secrets.Items {
+		if strings.HasPrefix(s.Name, "bootstrap-token-") {
+			tokens++
+		}
+	}
+	if tokens != 5 {
+		t.Errorf("%d bootstrap tokens, want 5: the failed join left one behind", tokens)
+	}
+	if _, found, _ := siteStore(cp).Node(ctx, "tokyo-6"); found {
+		t.Error("the failed join left a node record")
+	}
+}
