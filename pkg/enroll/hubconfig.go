@@ -56,8 +56,16 @@ func (e *Enroller) WriteHubConfig(ctx context.Context, dir string) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "ccd"), 0o700); err != nil {
-		return nil, err
+	// Only OpenVPN has a client-config-dir.
+	_, openvpn := files["server.conf"]
+	hubDirs := []string{dir}
+	if openvpn {
+		hubDirs = append(hubDirs, filepath.Join(dir, "ccd"))
+	}
+	for _, d := range hubDirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	var written []string
 	for name, data := range files {
@@ -67,17 +75,28 @@ func (e *Enroller) WriteHubConfig(ctx context.Context, dir string) ([]string, er
 		}
 		written = append(written, name)
 	}
-	stale, err := os.ReadDir(filepath.Join(dir, "ccd"))
-	if err != nil {
-		return nil, err
-	}
-	for _, entry := range stale {
-		if _, current := files["ccd/"+entry.Name()]; !current && !strings.HasPrefix(entry.Name(), ".") {
-			if err := os.Remove(filepath.Join(dir, "ccd", entry.Name())); err != nil {
-				return nil, err
-			}
+	if openvpn {
+		if err := removeStaleCCD(filepath.Join(dir, "ccd"), files); err != nil {
+			return nil, err
 		}
 	}
 	e.step("wrote the hub configuration (%d files) to %s", len(written), dir)
 	return written, nil
+}
+
+// removeStaleCCD deletes the client-config-dir entries of nodes no longer
+// enrolled: with ccd-exclusive, the hub then refuses them outright.
+func removeStaleCCD(ccd string, files map[string][]byte) error {
+	entries, err := os.ReadDir(ccd)
+	if err != nil {
+		return err
+	}
+	for _, entry := range entries {
+		if _, current := files["ccd/"+entry.Name()]; !current && !strings.HasPrefix(entry.Name(), ".") {
+			if err := os.Remove(filepath.Join(ccd, entry.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
