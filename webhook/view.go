@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -69,15 +70,7 @@ func (v *cacheView) Peers(namespace, app string) []mutate.Peer {
 			Name: p.Name, Site: v.siteOfNode[p.Spec.NodeName], HostIP: p.Status.HostIP, Ready: podReady(p),
 		})
 	}
-	slices.SortFunc(peers, func(a, b mutate.Peer) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(peers, func(a, b mutate.Peer) int { return strings.Compare(a.Name, b.Name) })
 	return peers
 }
 

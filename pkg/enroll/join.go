@@ -116,15 +116,6 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 		return &JoinResult{Record: rec}, nil
 	}
 
-	var undo []func()
-	rollback := func(cause error) error {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-		return cause
-	}
-	cleanup := context.WithoutCancel(ctx)
-
 	ip, err := e.Store.AllocateIP(ctx, pool, o.Node)
 	if err != nil {
 		if errors.Is(err, site.ErrNodeEnrolled) {
@@ -132,14 +123,18 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 		}
 		return nil, fmt.Errorf("allocating an overlay address in %s: %w; free addresses with `kubectl stage leave NODE` or re-run init with a larger --overlay-cidr", cfg.OverlayCIDR, err)
 	}
-	undo = append(undo, func() { _ = e.Store.ReleaseIP(cleanup, o.Node) })
 	rec.OverlayIP = ip
+	// From here on the address is ours: a failure undoes every write (Undo
+	// skips what was not written yet).
+	rollback := func(cause error) error {
+		_ = e.Undo(context.WithoutCancel(ctx), &JoinResult{Record: rec})
+		return cause
+	}
 	e.step("allocated overlay IP %s for %s", ip, o.Node)
 
 	if err := e.Store.CreateNode(ctx, &rec); err != nil {
 		return nil, rollback(err)
 	}
-	undo = append(undo, func() { _ = e.Store.DeleteNode(cleanup, o.Node) })
 	if err := e.Store.EnsureSite(ctx, o.Site, now); err != nil {
 		return nil, rollback(err)
 	}
@@ -148,9 +143,6 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 	if _, err := e.Client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		return nil, rollback(fmt.Errorf("creating bootstrap token secret kube-system/%s: %w", secret.Name, err))
 	}
-	undo = append(undo, func() {
-		_ = e.Client.CoreV1().Secrets(metav1.NamespaceSystem).Delete(cleanup, secret.Name, metav1.DeleteOptions{})
-	})
 	e.step("created bootstrap token %s (expires %s) in kube-system/%s", tok.ID, tok.Expires.Format(time.RFC3339), secret.Name)
 
 	vpnConfig, err := creds.clientConfig(network)
@@ -169,8 +161,9 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 	return &JoinResult{Record: rec, Bundle: b, Script: script}, nil
 }
 
-// Undo reverses a join whose bundle could not be delivered (for example the
-// file could not be written), leaving the cluster as before the join.
+// Undo reverses a join, or the part of one that was written, leaving the
+// cluster as before the join: used when a later step fails, and when the
+// bundle cannot be delivered (for example the file cannot be written).
 func (e *Enroller) Undo(ctx context.Context, r *JoinResult) error {
 	return errors.Join(
 		ignoreNotFound(e.Client.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, bootstraputil.BootstrapTokenSecretName(r.Record.TokenID), metav1.DeleteOptions{})),
