@@ -105,3 +105,19 @@ const (
 	EnvPeerSeeds     = "STAGE_PEER_SEEDS" // comma-separated ip[:port] of ready peers
 	EnvSeedDNS       = "STAGE_SEED_DNS"   // headless Service name, the fallback
 )
+
+// Rollout bookkeeping, kept on the workload being rolled out so that any
+// user (or a re-run) sees and continues the same rollout.
+const (
+	// AnnotationRollout holds the JSON state of the current (or last) rollout.
+	AnnotationRollout = Prefix + "rollout"
+	// AnnotationRolloutHistory holds the JSON list of the app's revisions.
+	AnnotationRolloutHistory = Prefix + "rollout-history"
+	// AnnotationRevision is set on the pod template of every revision the
+	// rollout writes; a pod's value tells which revision it runs. Pods
+	// without it run revision 1, the template found before the first rollout.
+	AnnotationRevision = Prefix + "revision"
+	// AnnotationSiteOf marks a per-site Deployment with the Deployment it was
+	// split from ("<name>"); LabelSite on it names its site.
+	AnnotationSiteOf = Prefix + "site-of"
+)

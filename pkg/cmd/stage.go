@@ -18,6 +18,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/leave"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/rollout"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/sites"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/stageinit"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/version"
@@ -70,6 +71,12 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 				sites.NewCmdStatus(factory, streams),
 				leave.NewCmdLeave(factory, streams),
 				hubconfig.NewCmdHubConfig(factory, streams),
+			},
+		},
+		{
+			Message: "Deploy Commands:",
+			Commands: []*cobra.Command{
+				rollout.NewCmdRollout(factory, streams),
 			},
 		},
 		{

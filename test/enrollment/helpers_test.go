@@ -1,19 +1,16 @@
 package enrollment
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/kubectl-stage/kubectl-stage/pkg/cmd"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
@@ -21,11 +18,7 @@ import (
 // stage runs `kubectl stage ARGS` in process against kubeconfig.
 func stage(t *testing.T, kubeconfig string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	in, out, errOut := &bytes.Buffer{}, &bytes.Buffer{}, &bytes.Buffer{}
-	root := cmd.NewCmdStage(genericiooptions.IOStreams{In: in, Out: out, ErrOut: errOut})
-	root.SetArgs(append([]string{"--kubeconfig", kubeconfig}, args...))
-	err = root.ExecuteContext(context.Background())
-	return out.String(), errOut.String(), err
+	return harness.RunStage(context.Background(), kubeconfig, nil, args...)
 }
 
 // mustStage is stage that fails the test on error.

@@ -1,0 +1,248 @@
+// Package rollout implements `kubectl stage rollout` and its subcommands.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"k8s.io/kubectl/pkg/util/templates"
+
+	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
+	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
+)
+
+var (
+	rolloutLong = templates.LongDesc(`
+		Roll a new version of a P2P app across the staging sites in waves.
+
+		Each wave replaces the app's pods at its sites and waits until the new
+		pods have been Ready for --min-ready and the optional health check
+		passes; only then does the next wave start. A failing wave stops the
+		rollout: sites not yet reached keep the previous version, and the
+		command says which site failed and why.
+
+		APP is a Deployment, StatefulSet or DaemonSet (NAME or TYPE/NAME).
+		StatefulSets and DaemonSets keep their pods' names and volumes: the
+		rollout switches them to the OnDelete strategy and replaces each
+		site's pods itself. A Deployment gets one Deployment per site
+		(NAME-SITE), created from the new template as its wave comes.
+
+		The rollout's state lives on the workload, so rollout status, pause,
+		resume, undo and history work from any machine, and a rollout
+		interrupted by Ctrl-C continues with rollout resume.`)
+
+	rolloutExample = templates.Examples(`
+		# Roll statefulset/node out to v2: a canary site first, then one site at a time
+		kubectl stage rollout sts/node --image node=registry.example/p2p:v2
+
+		# Choose the order, two sites per wave after the canary, and a health check
+		kubectl stage rollout node --image registry.example/p2p:v2 --order tokyo,paris \
+		  --waves canary,rest --max-sites-at-once 2 --min-ready 30s \
+		  --health-http 'http://monitor.example/healthy?site={site}'
+
+		# Roll out a whole new pod spec from a manifest
+		kubectl stage rollout -f node-v3.yaml
+
+		# Watch it, pause it, continue it, or return every site to the previous version
+		kubectl stage rollout status node
+		kubectl stage rollout pause node
+		kubectl stage rollout resume node
+		kubectl stage rollout undo node`)
+)
+
+// PlanFlags choose the waves and the gates; `rollout` and `undo` take them.
+type PlanFlags struct {
+	Waves      []string
+	Order      []string
+	MaxAtOnce  int
+	MinReady   time.Duration
+	Timeout    time.Duration
+	HealthExec string
+	HealthHTTP string
+}
+
+// AddFlags registers the plan flags.
+func (p *PlanFlags) AddFlags(cmd *cobra.Command) {
+	cmd.Flags().StringSliceVar(&p.Waves, "waves", []string{rollout.WaveCanary, rollout.WaveRest},
+		"wave sizes in order: canary (one site), a number of sites, or rest (all remaining)")
+	cmd.Flags().StringSliceVar(&p.Order, "order", nil, "sites to update first, in this order (the others follow by name)")
+	cmd.Flags().IntVar(&p.MaxAtOnce, "max-sites-at-once", 1, "most sites in one wave (0: no limit)")
+	cmd.Flags().DurationVar(&p.MinReady, "min-ready", 10*time.Second, "how long a site's new pods must be Ready before its wave passes")
+	cmd.Flags().DurationVar(&p.Timeout, "timeout", 5*time.Minute, "how long a wave may take before the rollout fails (0: forever)")
+	cmd.Flags().StringVar(&p.HealthExec, "health-exec", "", "command (sh -c) that must succeed for each site; gets STAGE_ROLLOUT_SITE, _APP, _NAMESPACE, _REVISION, _HOST_IPS, _POD_IPS")
+	cmd.Flags().StringVar(&p.HealthHTTP, "health-http", "", "URL that must answer 2xx for each site; {site}, {app} and {namespace} are replaced")
+}
+
+// Plan validates the flags into a rollout plan.
+func (p *PlanFlags) Plan() (rollout.Plan, error) {
+	if p.MinReady < 0 || p.Timeout < 0 {
+		return rollout.Plan{}, errors.New("--min-ready and --timeout cannot be negative")
+	}
+	if p.HealthHTTP != "" && !strings.HasPrefix(p.HealthHTTP, "http://") && !strings.HasPrefix(p.HealthHTTP, "https://") {
+		return rollout.Plan{}, fmt.Errorf("--health-http %q must be an http:// or https:// URL", p.HealthHTTP)
+	}
+	// Planned against a fake site list, so that bad tokens fail before any write.
+	if _, err := rollout.PlanWaves([]string{"probe"}, nil, p.Waves, p.MaxAtOnce); err != nil {
+		return rollout.Plan{}, err
+	}
+	return rollout.Plan{
+		Order: p.Order, Waves: p.Waves, MaxAtOnce: p.MaxAtOnce,
+		Gates: rollout.Gates{
+			MinReady: metav1.Duration{Duration: p.MinReady}, Timeout: metav1.Duration{Duration: p.Timeout},
+			HealthExec: p.HealthExec, HealthHTTP: p.HealthHTTP,
+		},
+	}, nil
+}
+
+// Options are the flags of `kubectl stage rollout APP`.
+type Options struct {
+	PlanFlags
+	Images   []string
+	Filename string
+	Output   *cmdutil.OutputFlags
+
+	ref      rollout.Ref
+	specs    []rollout.ImageSpec
+	manifest *corev1.PodTemplateSpec
+	plan     rollout.Plan
+	common
+}
+
+// common is what every rollout verb needs: the cluster and the streams.
+type common struct {
+	factory kcmdutil.Factory
+	client  kubernetes.Interface
+	genericiooptions.IOStreams
+}
+
+// complete resolves APP in the namespace the kubectl flags select.
+func (c *common) complete(args []string, verb string) (rollout.Ref, error) {
+	if len(args) != 1 {
+		return rollout.Ref{}, fmt.Errorf("exactly one APP is required: kubectl stage rollout %s APP", verb)
+	}
+	ns, _, err := c.factory.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return rollout.Ref{}, err
+	}
+	if c.client, err = c.factory.KubernetesClientSet(); err != nil {
+		return rollout.Ref{}, err
+	}
+	return rollout.ParseRef(args[0], ns)
+}
+
+// NewCmdRollout returns `rollout` with its subcommands.
+func NewCmdRollout(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{Output: cmdutil.NewOutputFlags(false), common: common{factory: f, IOStreams: streams}}
+	cmd := &cobra.Command{
+		Use:     "rollout APP (--image [CONTAINER=]IMAGE | -f FILE)",
+		Short:   "Roll a new version of the app across sites in waves; status, pause, resume, undo, history",
+		Long:    rolloutLong,
+		Example: rolloutExample,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringArrayVar(&o.Images, "image", nil, "new image as [CONTAINER=]IMAGE (repeatable)")
+	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest of the workload whose pod template is rolled out")
+	o.PlanFlags.AddFlags(cmd)
+	o.Output.AddFlags(cmd)
+	cmd.AddCommand(
+		newCmdStatus(f, streams), newCmdPause(f, streams), newCmdResume(f, streams),
+		newCmdUndo(f, streams), newCmdHistory(f, streams),
+	)
+	return cmd
+}
+
+// Complete reads APP (or the manifest's workload) and the new template.
+func (o *Options) Complete(args []string) error {
+	if o.Filename != "" {
+		tmpl, ref, err := readManifest(o.Filename)
+		if err != nil {
+			return err
+		}
+		if len(args) == 0 {
+			args = []string{ref}
+		}
+		o.manifest = tmpl
+	}
+	var err error
+	if o.ref, err = o.complete(args, "APP --image [CONTAINER=]IMAGE"); err != nil {
+		return err
+	}
+	o.specs, err = rollout.ParseImages(o.Images)
+	return err
+}
+
+// Validate checks that exactly one source of the new version is given.
+func (o *Options) Validate() error {
+	if (len(o.specs) == 0) == (o.manifest == nil) {
+		return errors.New("say what to roll out: --image [CONTAINER=]IMAGE or -f FILE (one of them)")
+	}
+	if err := o.Output.Validate(); err != nil {
+		return err
+	}
+	var err error
+	o.plan, err = o.PlanFlags.Plan()
+	return err
+}
+
+// Run rolls the app out and prints the summary.
+func (o *Options) Run(ctx context.Context) error {
+	roller, err := rollout.New(ctx, o.client, o.ref, o.ErrOut)
+	if err != nil {
+		return err
+	}
+	edit := func(t *corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) { return rollout.SetImages(t, o.specs) }
+	cause := "kubectl stage rollout --image " + strings.Join(o.Images, " --image ")
+	if o.manifest != nil {
+		edit = func(*corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) { return o.manifest, nil }
+		cause = "kubectl stage rollout -f " + o.Filename
+	}
+	res, err := roller.Start(ctx, edit, cause, o.plan)
+	return report(o.Out, o.Output, res, err)
+}
+
+// report prints the rollout's summary, then returns its error; a pause is
+// not an error.
+func report(out interface{ Write([]byte) (int, error) }, output *cmdutil.OutputFlags, res *rollout.Result, err error) error {
+	if res != nil {
+		var printErr error
+		if output.Structured() {
+			printErr = output.PrintStructured(out, res)
+		} else {
+			printErr = printSummary(out, res)
+		}
+		if err == nil {
+			err = printErr
+		}
+	}
+	if errors.Is(err, rollout.ErrPaused) {
+		return nil
+	}
+	return err
+}
+
+func readManifest(path string) (*corev1.PodTemplateSpec, string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return rollout.TemplateFromManifest(data)
+}

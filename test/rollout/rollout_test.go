@@ -1,0 +1,357 @@
+package rollout_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
+	"github.com/kubectl-stage/kubectl-stage/test/harness"
+)
+
+// A StatefulSet spread over three sites is updated one site per wave in
+// the order asked for: the health probe sees the sites in that order, and
+// a site is only touched once the one before it is done.
+func TestRolloutGoesSiteBySiteInOrder(t *testing.T) {
+	cp := cluster(t, sites)
+	ctx := context.Background()
+	if _, err := cp.Client.AppsV1().StatefulSets(namespace).Create(ctx, statefulSet("node", 3), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyPerSite(t, cp, "node", sites, 1)
+	before := podsBySite(t, cp, "node")
+
+	// The probe runs after a site's pods are Ready; at that moment no later
+	// site may have been touched yet.
+	rec := &siteRecorder{}
+	var violations []string
+	probe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		site := r.URL.Query().Get("site")
+		rec.add(site)
+		for s, rev := range revisions(t, cp, "node") {
+			if !slices.Contains(rec.sites(), s) && rev != "1:p2p:v1" {
+				violations = append(violations, s+" was updated before "+site+" passed: "+rev)
+			}
+		}
+	}))
+	defer probe.Close()
+
+	out, _, err := stage(ctx, t, cp, "rollout", "sts/node", "--image", "node=p2p:v2",
+		"--order", "site-c,site-a", "--min-ready", "1s", "--timeout", "1m",
+		"--health-http", probe.URL+"/healthy?site={site}")
+	if err != nil {
+		t.Fatalf("rollout: %v\n%s", err, out)
+	}
+	if got, want := rec.sites(), []string{"site-c", "site-a", "site-b"}; !slices.Equal(got, want) {
+		t.Errorf("sites passed in order %v, want %v", got, want)
+	}
+	if len(violations) > 0 {
+		t.Errorf("waves overlapped: %v", violations)
+	}
+	for _, want := range []string{"statefulset/node revision 2: Complete", "site-c", "updated"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	for site, rev := range revisions(t, cp, "node") {
+		if rev != "2:p2p:v2" {
+			t.Errorf("site %s runs %s after the rollout, want 2:p2p:v2", site, rev)
+		}
+	}
+	// Each pod came back at its own site, under its own name.
+	after := podsBySite(t, cp, "node")
+	for _, s := range sites {
+		if before[s][0].Name != after[s][0].Name || before[s][0].UID == after[s][0].UID {
+			t.Errorf("site %s: pod %s/%s became %s/%s, want the same name, a new pod", s, before[s][0].Name, before[s][0].UID, after[s][0].Name, after[s][0].UID)
+		}
+	}
+	sts, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts.Spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType {
+		t.Errorf("update strategy after the rollout is %q, want the original RollingUpdate back", sts.Spec.UpdateStrategy.Type)
+	}
+	state, history := storedState(t, sts.Annotations)
+	if state.Phase != rollout.PhaseComplete || !slices.Equal(state.Done, []string{"site-c", "site-a", "site-b"}) {
+		t.Errorf("stored state %+v", state)
+	}
+	if len(history) != 2 || history[1].Images != "node=p2p:v2" || history[1].Result != rollout.PhaseComplete {
+		t.Errorf("history %+v", history)
+	}
+
+	// Rolling out the template it already runs changes nothing.
+	out, _, err = stage(ctx, t, cp, "rollout", "sts/node", "--image", "p2p:v2")
+	if err != nil || !strings.Contains(out, "nothing to roll out") {
+		t.Errorf("same image again: %v\n%s", err, out)
+	}
+	hist, _, err := stage(ctx, t, cp, "rollout", "history", "node")
+	if err != nil || !strings.Contains(hist, "node=p2p:v2") || !strings.Contains(hist, "found before the first rollout") {
+		t.Errorf("history: %v\n%s", err, hist)
+	}
+}
+
+// A wave that cannot become Ready stops the rollout at that site with the
+// scheduler's reason; the later site keeps its old pod; undo returns the
+// updated sites and leaves the never-reached one alone.
+func TestRolloutStopsAtFailingSiteThenUndo(t *testing.T) {
+	cp := cluster(t, sites)
+	ctx := context.Background()
+	if _, err := cp.Client.AppsV1().StatefulSets(namespace).Create(ctx, statefulSet("node", 3), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyPerSite(t, cp, "node", sites, 1)
+	untouched := podsBySite(t, cp, "node")["site-c"][0]
+	setUnschedulable(t, cp, "node-site-b", true)
+
+	out, _, err := stage(ctx, t, cp, "rollout", "node", "--image", "p2p:v2",
+		"--order", "site-a,site-b,site-c", "--min-ready", "0s", "--timeout", "8s")
+	if err == nil {
+		t.Fatalf("rollout through a site that cannot schedule succeeded:\n%s", out)
+	}
+	for _, want := range []string{"site site-b failed", "FailedScheduling", "unschedulable", "rollout undo statefulset/node"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if !strings.Contains(out, "Failed at site site-b") || !strings.Contains(out, "not reached") {
+		t.Errorf("summary:\n%s", out)
+	}
+	revs := revisions(t, cp, "node")
+	if revs["site-a"] != "2:p2p:v2" || revs["site-c"] != "1:p2p:v1" {
+		t.Errorf("after the failure sites run %v; want site-a on 2, site-c on 1", revs)
+	}
+	status, _, err := stage(ctx, t, cp, "rollout", "status", "node")
+	if err != nil || !strings.Contains(status, "Failed at site site-b") {
+		t.Errorf("status: %v\n%s", err, status)
+	}
+	// A new rollout is refused while this one is unfinished.
+	if _, _, err := stage(ctx, t, cp, "rollout", "node", "--image", "p2p:v3"); err == nil || !strings.Contains(err.Error(), "rollout resume") {
+		t.Errorf("second rollout over a failed one: %v", err)
+	}
+
+	setUnschedulable(t, cp, "node-site-b", false)
+	out, _, err = stage(ctx, t, cp, "rollout", "undo", "node", "--min-ready", "0s", "--timeout", "1m")
+	if err != nil {
+		t.Fatalf("undo: %v\n%s", err, out)
+	}
+	for site, rev := range revisions(t, cp, "node") {
+		if rev != "1:p2p:v1" {
+			t.Errorf("site %s runs %s after undo", site, rev)
+		}
+	}
+	if now := podsBySite(t, cp, "node")["site-c"][0]; now.UID != untouched.UID {
+		t.Errorf("undo replaced site-c's pod, which never left revision 1")
+	}
+	sts, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts.Status.UpdateRevision != sts.Status.CurrentRevision && sts.Status.CurrentRevision != "" {
+		t.Logf("statefulset revisions: current %s update %s", sts.Status.CurrentRevision, sts.Status.UpdateRevision)
+	}
+	if sts.Spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType {
+		t.Errorf("update strategy after undo: %q", sts.Spec.UpdateStrategy.Type)
+	}
+	hist, _, _ := stage(ctx, t, cp, "rollout", "history", "node")
+	if !strings.Contains(hist, "undo of revision 2") || !strings.Contains(hist, "Failed") {
+		t.Errorf("history:\n%s", hist)
+	}
+}
+
+// setUnschedulable cordons or uncordons a node, as kubectl cordon does.
+func setUnschedulable(t *testing.T, cp *harness.ControlPlane, node string, on bool) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, on)
+	if _, err := cp.Client.CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A health check that fails for one site stops a DaemonSet's rollout there
+// with the check's own output.
+func TestRolloutHealthCheckFailureStopsDaemonSet(t *testing.T) {
+	cp := cluster(t, sites)
+	ctx := context.Background()
+	if _, err := cp.Client.AppsV1().DaemonSets(namespace).Create(ctx, daemonSet("agent"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyPerSite(t, cp, "agent", sites, 1)
+
+	check := `if [ "$STAGE_ROLLOUT_SITE" = site-b ]; then echo "peer count 0 at $STAGE_ROLLOUT_SITE ($STAGE_ROLLOUT_HOST_IPS)"; exit 1; fi`
+	out, _, err := stage(ctx, t, cp, "rollout", "ds/agent", "--image", "p2p:v2", "--min-ready", "0s",
+		"--timeout", "1m", "--health-exec", check)
+	if err == nil {
+		t.Fatalf("rollout with a failing health check succeeded:\n%s", out)
+	}
+	for _, want := range []string{"site site-b failed", "peer count 0 at site-b (10.23.0.2)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	revs := revisions(t, cp, "agent")
+	// Default waves: canary (site-a), then one site at a time.
+	if revs["site-a"] != "2:p2p:v2" || revs["site-c"] != "1:p2p:v1" {
+		t.Errorf("sites run %v; want site-a on 2 and site-c untouched", revs)
+	}
+	ds, err := cp.Client.AppsV1().DaemonSets(namespace).Get(ctx, "agent", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {
+		t.Errorf("a failed rollout must keep OnDelete so the controller leaves site-c alone; strategy is %q", ds.Spec.UpdateStrategy.Type)
+	}
+}
+
+// A Deployment is split into per-site Deployments wave by wave; a pause
+// from a second invocation stops the first after its wave, a third
+// invocation resumes and completes it.
+func TestRolloutPauseResumeAcrossInvocations(t *testing.T) {
+	cp := cluster(t, sites)
+	ctx := context.Background()
+	if _, err := cp.Client.AppsV1().Deployments(namespace).Create(ctx, deployment("web", 6), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyPerSite(t, cp, "web", sites, 2)
+
+	// The canary's health check holds the wave until the test has paused
+	// the rollout from another invocation.
+	dir := t.TempDir()
+	reached, release := filepath.Join(dir, "reached"), filepath.Join(dir, "release")
+	check := `touch ` + reached + `; while [ ! -e ` + release + ` ]; do sleep 0.05; done`
+	first := make(chan error, 1)
+	var firstOut string
+	go func() {
+		out, _, err := stage(ctx, t, cp, "rollout", "deploy/web", "--image", "p2p:v2", "--min-ready", "0s",
+			"--timeout", "1m", "--health-exec", check)
+		firstOut = out
+		first <- err
+	}()
+	waitFile(t, reached)
+	out, _, err := stage(ctx, t, cp, "rollout", "pause", "web")
+	if err != nil || !strings.Contains(out, "paused") {
+		t.Fatalf("pause: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("the paused rollout should end without error: %v\n%s", err, firstOut)
+	}
+	if !strings.Contains(firstOut, "Paused") {
+		t.Errorf("summary of the paused rollout:\n%s", firstOut)
+	}
+	revs := revisions(t, cp, "web")
+	if revs["site-a"] != "2:p2p:v2" || revs["site-b"] != "1:p2p:v1" || revs["site-c"] != "1:p2p:v1" {
+		t.Fatalf("after the pause sites run %v; want only the canary site-a on 2", revs)
+	}
+	status, _, err := stage(ctx, t, cp, "rollout", "status", "web", "-o", "json")
+	if err != nil || !strings.Contains(status, `"phase": "Paused"`) {
+		t.Errorf("status: %v\n%s", err, status)
+	}
+
+	// Health check released: resume only has to pass.
+	out, _, err = stage(ctx, t, cp, "rollout", "resume", "deploy/web")
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "revision 2: Complete") {
+		t.Errorf("resume summary:\n%s", out)
+	}
+	for site, rev := range revisions(t, cp, "web") {
+		if rev != "2:p2p:v2" {
+			t.Errorf("site %s runs %s", site, rev)
+		}
+	}
+	for _, s := range sites {
+		child, err := cp.Client.AppsV1().Deployments(namespace).Get(ctx, rollout.SiteDeploymentName("web", s), metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("site deployment for %s: %v", s, err)
+		}
+		if *child.Spec.Replicas != 2 || child.Spec.Template.Spec.NodeSelector[api.LabelSite] != s {
+			t.Errorf("site deployment %s: replicas %d, node selector %v", child.Name, *child.Spec.Replicas, child.Spec.Template.Spec.NodeSelector)
+		}
+	}
+	parent, err := cp.Client.AppsV1().Deployments(namespace).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *parent.Spec.Replicas != 0 || parent.Spec.Template.Spec.Containers[0].Image != "p2p:v2" {
+		t.Errorf("original deployment: replicas %d image %s; want 0 and the new template", *parent.Spec.Replicas, parent.Spec.Template.Spec.Containers[0].Image)
+	}
+	waitReadyPerSite(t, cp, "web", sites, 2)
+
+	// The next rollout updates the site Deployments in place.
+	out, _, err = stage(ctx, t, cp, "rollout", "deploy/web", "--image", "p2p:v3", "--min-ready", "0s", "--waves", "rest", "--max-sites-at-once", "0")
+	if err != nil {
+		t.Fatalf("second rollout: %v\n%s", err, out)
+	}
+	for site, rev := range revisions(t, cp, "web") {
+		if rev != "3:p2p:v3" {
+			t.Errorf("site %s runs %s after the second rollout", site, rev)
+		}
+	}
+}
+
+// Ctrl-C during a wave leaves a state that resume, run again with the
+// gates stored in the cluster, completes.
+func TestRolloutInterruptedThenResumed(t *testing.T) {
+	cp := cluster(t, sites)
+	ctx := context.Background()
+	if _, err := cp.Client.AppsV1().StatefulSets(namespace).Create(ctx, statefulSet("node", 3), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyPerSite(t, cp, "node", sites, 1)
+	interrupted, cancel := context.WithCancel(ctx)
+	dir := t.TempDir()
+	reached, release := filepath.Join(dir, "reached"), filepath.Join(dir, "release")
+	go func() { waitFile(t, reached); cancel() }()
+	check := `[ "$STAGE_ROLLOUT_SITE" != site-b ] || [ -e ` + release + ` ] || { touch ` + reached + `; sleep 20; }`
+	_, _, err := stage(interrupted, t, cp, "rollout", "node", "--image", "p2p:v2", "--min-ready", "0s", "--health-exec", check)
+	if err == nil || !strings.Contains(err.Error(), "rollout resume") {
+		t.Fatalf("interrupted rollout: %v", err)
+	}
+	status, _, _ := stage(ctx, t, cp, "rollout", "status", "node")
+	if !strings.Contains(status, "Progressing") {
+		t.Errorf("status after the interrupt:\n%s", status)
+	}
+	if revs := revisions(t, cp, "node"); revs["site-c"] != "1:p2p:v1" || revs["site-a"] != "2:p2p:v2" {
+		t.Errorf("after the interrupt sites run %v", revs)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := stage(ctx, t, cp, "rollout", "resume", "node")
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	for site, rev := range revisions(t, cp, "node") {
+		if rev != "2:p2p:v2" {
+			t.Errorf("site %s runs %s after resume", site, rev)
+		}
+	}
+}
+
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		_, err := os.Stat(path)
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("%s never appeared", path)
+	}
+}
