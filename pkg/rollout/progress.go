@@ -152,7 +152,7 @@ func describeLastTermination(cs corev1.ContainerStatus) string {
 	if t == nil {
 		return ""
 	}
-	return strings.TrimSpace(fmt.Sprintf("(last exit %d %s %s)", t.ExitCode, t.Reason, t.Message))
+	return "(" + strings.Join(strings.Fields(fmt.Sprintf("last exit %d %s %s", t.ExitCode, t.Reason, t.Message)), " ") + ")"
 }
 
 // DescribePod says why a pod is not Ready, from its status alone.

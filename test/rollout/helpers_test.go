@@ -202,4 +202,3 @@ func storedState(t testing.TB, annotations map[string]string) (*rollout.State, r
 	}
 	return state, history
 }
-

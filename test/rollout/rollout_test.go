@@ -34,6 +34,33 @@ func TestRolloutGoesSiteBySiteInOrder(t *testing.T) {
 	waitReadyPerSite(t, cp, "node", sites, 1)
 	before := podsBySite(t, cp, "node")
 
+	// Bad input is refused with the fix named, before anything is written.
+	original, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollout", "node"}, "--image [CONTAINER=]IMAGE or -f FILE"},
+		{[]string{"rollout", "node", "--image", "web=p2p:v2"}, `no container "web"; its containers are: node`},
+		{[]string{"rollout", "node", "--image", "p2p:v2", "--waves", "canary,most"}, `"most" is not a wave`},
+		{[]string{"rollout", "node", "--image", "p2p:v2", "--order", "mars"}, "its sites are: site-a, site-b, site-c"},
+		{[]string{"rollout", "nodes", "--image", "p2p:v2"}, "no Deployment, StatefulSet or DaemonSet nodes in namespace default"},
+		{[]string{"rollout", "pod/node", "--image", "p2p:v2"}, "rollout handles deployment/NAME"},
+		{[]string{"rollout", "undo", "node"}, "no earlier revision"},
+		{[]string{"rollout", "resume", "node"}, "no rollout to resume"},
+		{[]string{"rollout", "pause", "node"}, "cannot be paused"},
+	} {
+		if _, _, err := stage(ctx, t, cp, bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("kubectl stage %v: error %v, want %q", bad.args, err, bad.want)
+		}
+	}
+	if now, _ := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{}); now.ResourceVersion != original.ResourceVersion {
+		t.Errorf("refused commands changed the StatefulSet")
+	}
+
 	// The probe runs after a site's pods are Ready; at that moment no later
 	// site may have been touched yet.
 	rec := &siteRecorder{}
