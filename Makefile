@@ -63,10 +63,11 @@ test-integration: tools build ## Integration and end-to-end tests against the re
 test: deps tools vet test-unit test-integration ## Everything CI runs: set-up, vet, unit and integration tests
 
 .PHONY: bench
-bench: tools build ## Benchmarks: IP allocation, join against the local API server, VPN throughput (root)
+bench: tools build ## Benchmarks: IP allocation, join, rollout overhead against the local API server, VPN throughput (root)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./test/enrollment/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./test/vpn/ ./test/webhook/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/rollout/
 
 .PHONY: build-webhook
 build-webhook: ## Build the admission webhook server into bin/
