@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,6 +157,33 @@ func TestChartOptions(t *testing.T) {
 	}
 	if got := cm["MutatingWebhookConfiguration/stage-kubectl-stage"].GetAnnotations()["cert-manager.io/inject-ca-from"]; got != namespace+"/stage-kubectl-stage-webhook" {
 		t.Errorf("inject-ca-from = %q", got)
+	}
+
+	// Served from outside the cluster: the hooks call the URL, whose host
+	// the certificate covers, and nothing is deployed in the cluster.
+	_, ext := render(t, "webhook.url=https://127.0.0.1:9443")
+	for _, kind := range []string{"Deployment", "Service", "PodDisruptionBudget"} {
+		if ext[kind+"/stage-kubectl-stage-webhook"] != nil {
+			t.Errorf("url mode renders a %s", kind)
+		}
+	}
+	hooks := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, ext["MutatingWebhookConfiguration/stage-kubectl-stage"])
+	secret := convert[corev1.Secret](t, ext["Secret/stage-kubectl-stage-webhook-tls"])
+	block, _ := pem.Decode(secret.Data["tls.crt"])
+	if block == nil {
+		t.Fatal("no serving certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hook := range hooks.Webhooks {
+		if hook.ClientConfig.URL == nil || *hook.ClientConfig.URL != "https://127.0.0.1:9443/mutate-v1-pod" || hook.ClientConfig.Service != nil {
+			t.Errorf("hook %s client config %+v", hook.Name, hook.ClientConfig)
+		}
+	}
+	if err := cert.VerifyHostname("127.0.0.1"); err != nil {
+		t.Errorf("the certificate does not cover the URL's host: %v", err)
 	}
 }
 
