@@ -17,7 +17,8 @@ LDFLAGS      := -s -w \
 	-X $(VERSION_PKG).gitCommit=$(GIT_COMMIT) \
 	-X $(VERSION_PKG).gitTreeState=$(GIT_TREE) \
 	-X $(VERSION_PKG).buildDate=$(BUILD_DATE)
-GO_BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+GO_BUILD_BASE := CGO_ENABLED=0 $(GO) build -trimpath
+GO_BUILD     := $(GO_BUILD_BASE) -ldflags "$(LDFLAGS)"
 
 # Integration and end-to-end tests start real daemons; give them time.
 TEST_TIMEOUT ?= 30m
@@ -35,8 +36,10 @@ tools: ## Build the test control plane (kube-apiserver, scheduler, controller-ma
 	./hack/build-tools.sh
 
 .PHONY: build
-build: ## Build kubectl-stage into bin/
+build: ## Build kubectl-stage, the webhook and the gossip example into bin/
 	$(GO_BUILD) -o $(BIN_DIR)/kubectl-stage ./cmd/kubectl-stage
+	$(GO_BUILD) -o $(BIN_DIR)/stage-webhook ./webhook/cmd/stage-webhook
+	$(GO_BUILD_BASE) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN_DIR)/gossip ./examples/gossip
 
 .PHONY: install
 install: build ## Install kubectl-stage next to go's binaries (so `kubectl stage` finds it)
@@ -44,16 +47,16 @@ install: build ## Install kubectl-stage next to go's binaries (so `kubectl stage
 
 .PHONY: fmt
 fmt: ## Format the code
-	gofmt -w cmd pkg test webhook hack/tools
+	gofmt -w cmd pkg test webhook examples hack/tools
 
 .PHONY: vet
 vet: ## go vet and a gofmt check
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l cmd pkg test webhook)" || { gofmt -l cmd pkg test webhook; echo "gofmt needed (make fmt)"; exit 1; }
+	@test -z "$$(gofmt -l cmd pkg test webhook examples)" || { gofmt -l cmd pkg test webhook examples; echo "gofmt needed (make fmt)"; exit 1; }
 
 .PHONY: test-unit
 test-unit: ## Unit tests, with the race detector
-	$(GO) test -race -count=1 ./cmd/... ./pkg/... ./webhook/...
+	$(GO) test -race -count=1 ./cmd/... ./pkg/... ./webhook/... ./examples/...
 
 .PHONY: test-integration
 test-integration: tools build ## Integration and end-to-end tests against the real control plane (VPN tests need root)

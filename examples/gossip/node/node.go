@@ -1,0 +1,206 @@
+// Package node is the gossip example's peer: it joins through the seeds the
+// stage webhook injected, gossips its membership table with random live
+// peers over HTTP (push-pull), and serves its current view.
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kubectl-stage/kubectl-stage/examples/gossip/membership"
+)
+
+// Config is the node's identity and where it finds peers.
+type Config struct {
+	Name    string
+	Site    string
+	Version string
+	// Advertise is the ip:port peers dial (the overlay address).
+	Advertise string
+	// Listen is where the node serves; by default the advertise address, so
+	// that peers can only reach it over the overlay.
+	Listen   string
+	Seeds    []string
+	Interval time.Duration
+	Fanout   int
+}
+
+// ConfigFromEnv reads what the stage webhook injects: STAGE_POD_NAME,
+// STAGE_SITE, STAGE_ADVERTISE_ADDR (or STAGE_ADVERTISE_IP with port) and
+// STAGE_PEER_SEEDS (comma-separated ip:port).
+func ConfigFromEnv(getenv func(string) string, port int) (Config, error) {
+	c := Config{
+		Name: getenv("STAGE_POD_NAME"), Site: getenv("STAGE_SITE"), Version: getenv("GOSSIP_VERSION"),
+		Advertise: getenv("STAGE_ADVERTISE_ADDR"), Interval: time.Second, Fanout: 3,
+	}
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+	}
+	if c.Advertise == "" {
+		ip := getenv("STAGE_ADVERTISE_IP")
+		if ip == "" {
+			return c, errors.New("neither STAGE_ADVERTISE_ADDR nor STAGE_ADVERTISE_IP is set: label the pod kubectl-stage.io/inject=enabled so the stage webhook injects them")
+		}
+		c.Advertise = net.JoinHostPort(ip, fmt.Sprint(port))
+	}
+	for _, s := range strings.Split(getenv("STAGE_PEER_SEEDS"), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if _, _, err := net.SplitHostPort(s); err != nil {
+				s = net.JoinHostPort(s, fmt.Sprint(port))
+			}
+			c.Seeds = append(c.Seeds, s)
+		}
+	}
+	return c, nil
+}
+
+// Node is a running peer.
+type Node struct {
+	cfg    Config
+	table  *membership.Table
+	client *http.Client
+	log    *slog.Logger
+}
+
+// New creates the node; Serve runs it.
+func New(cfg Config, log *slog.Logger) *Node {
+	if cfg.Listen == "" {
+		cfg.Listen = cfg.Advertise
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Fanout <= 0 {
+		cfg.Fanout = 3
+	}
+	self := membership.Member{Name: cfg.Name, Site: cfg.Site, Addr: cfg.Advertise, Version: cfg.Version}
+	return &Node{cfg: cfg, table: membership.New(self, nil), client: &http.Client{Timeout: 2 * time.Second}, log: log}
+}
+
+// Handler serves POST /gossip (push-pull of views), GET /peers (this
+// node's view) and GET /healthz.
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /gossip", func(w http.ResponseWriter, r *http.Request) {
+		var view []membership.Member
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&view); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if added := n.table.Merge(view); added > 0 {
+			n.log.Info("learned peers", "from", r.RemoteAddr, "new", added)
+		}
+		writeJSON(w, n.table.Snapshot())
+	})
+	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, View{Self: n.cfg.Name, Site: n.cfg.Site, Version: n.cfg.Version, Members: n.table.Snapshot()})
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
+}
+
+// View is what GET /peers returns.
+type View struct {
+	Self    string              `json:"self"`
+	Site    string              `json:"site"`
+	Version string              `json:"version,omitempty"`
+	Members []membership.Member `json:"members"`
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Serve listens and gossips until ctx ends.
+func (n *Node) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	go n.gossip(ctx)
+	n.log.Info("serving", "name", n.cfg.Name, "site", n.cfg.Site, "listen", n.cfg.Listen, "advertise", n.cfg.Advertise, "seeds", n.cfg.Seeds)
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// gossip runs one round per interval: beat, exchange views with a few live
+// peers (and the seeds until some peer is known), suspect the silent.
+func (n *Node) gossip(ctx context.Context) {
+	ticker := time.NewTicker(n.cfg.Interval)
+	defer ticker.Stop()
+	for {
+		n.round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+func (n *Node) round(ctx context.Context) {
+	n.table.Beat()
+	targets := []string{}
+	peers := n.table.AlivePeers()
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	for _, p := range peers[:min(n.cfg.Fanout, len(peers))] {
+		targets = append(targets, p.Addr)
+	}
+	if len(peers) == 0 {
+		targets = append(targets, n.cfg.Seeds...)
+	}
+	for _, addr := range targets {
+		if err := n.exchange(ctx, addr); err != nil && ctx.Err() == nil {
+			n.log.Debug("gossip failed", "peer", addr, "err", err)
+		}
+	}
+	n.table.Suspect(5 * n.cfg.Interval)
+}
+
+func (n *Node) exchange(ctx context.Context, addr string) error {
+	body, err := json.Marshal(n.table.Snapshot())
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/gossip", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", addr, resp.Status)
+	}
+	var view []membership.Member
+	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
+		return err
+	}
+	if added := n.table.Merge(view); added > 0 {
+		n.log.Info("learned peers", "from", addr, "new", added)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    Config
+		wantErr bool
+	}{
+		{name: "address and seeds as injected", env: map[string]string{
+			"STAGE_POD_NAME": "gossip-1", "STAGE_SITE": "osaka", "STAGE_ADVERTISE_ADDR": "10.23.0.3:7946",
+			"STAGE_PEER_SEEDS": "10.23.0.2:7946, 10.23.0.4",
+		}, want: Config{Name: "gossip-1", Site: "osaka", Advertise: "10.23.0.3:7946", Seeds: []string{"10.23.0.2:7946", "10.23.0.4:7946"}}},
+		{name: "ip only", env: map[string]string{"STAGE_POD_NAME": "p", "STAGE_ADVERTISE_IP": "10.23.0.9"},
+			want: Config{Name: "p", Advertise: "10.23.0.9:7946"}},
+		{name: "not injected", env: map[string]string{"STAGE_POD_NAME": "p"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ConfigFromEnv(func(k string) string { return tt.env[k] }, 7946)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err %v", err)
+			}
+			if err == nil && (got.Name != tt.want.Name || got.Site != tt.want.Site || got.Advertise != tt.want.Advertise || !slices.Equal(got.Seeds, tt.want.Seeds)) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// Three real nodes on loopback, seeded as the webhook seeds them (the
+// first with none, each later one with the ones before): all end up
+// knowing all, including the pair that were never told about each other.
+func TestNodesFindEachOtherThroughSeeds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var addrs []string
+	for i, site := range []string{"tokyo", "osaka", "frankfurt"} {
+		addr := freeAddr(t)
+		cfg := Config{Name: fmt.Sprintf("gossip-%d", i), Site: site, Advertise: addr, Interval: 50 * time.Millisecond}
+		if i > 0 {
+			cfg.Seeds = addrs[i-1 : i]
+		}
+		addrs = append(addrs, addr)
+		go func() { _ = New(cfg, log).Serve(ctx) }()
+	}
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		for _, addr := range addrs {
+			if v, err := peers(addr); err != nil || len(v.Members) != 3 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		v, _ := peers(addrs[0])
+		t.Fatalf("the nodes never all knew each other; gossip-0 sees %+v", v)
+	}
+	v, _ := peers(addrs[0])
+	if v.Self != "gossip-0" || v.Members[2].Site != "osaka" && v.Members[1].Site != "osaka" {
+		t.Errorf("view %+v", v)
+	}
+}
+
+func peers(addr string) (View, error) {
+	var v View
+	resp, err := http.Get("http://" + addr + "/peers")
+	if err != nil {
+		return v, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	return v, json.NewDecoder(resp.Body).Decode(&v)
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String()
+}
