@@ -8,7 +8,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +23,14 @@ import (
 var version = "dev"
 
 func main() {
+	// `gossip peers ADDR` prints a running node's view (for scripts and the demo).
+	if len(os.Args) == 3 && os.Args[1] == "peers" {
+		if err := printPeers(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "error: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	port := flag.Int("port", 7946, "peer port, when only STAGE_ADVERTISE_IP is set")
 	listen := flag.String("listen", "", "listen address (default: the advertise address, so peers reach it over the overlay only)")
 	interval := flag.Duration("interval", time.Second, "gossip interval")
@@ -47,4 +57,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+func printPeers(addr string) error {
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + addr + "/peers")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", addr, resp.Status)
+	}
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
 }

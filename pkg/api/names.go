@@ -74,7 +74,8 @@ const (
 	// list of site names, or a count such as "3".
 	AnnotationSites = Prefix + "sites"
 	// AnnotationPlacement is "spread" (default: even spread over the chosen
-	// sites) or "one-per-site" (each pod pinned to the chosen site with the
+	// sites) or "one-per-site" (each pod pinned to one chosen site: a
+	// StatefulSet's pod N to the N-th, other pods to the one with the
 	// fewest peers of its app).
 	AnnotationPlacement = Prefix + "placement"
 	// AnnotationPort is the peer port; it makes advertise addresses and

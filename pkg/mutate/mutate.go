@@ -80,6 +80,9 @@ func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View) (*cor
 	site := ""
 	if cfg.placement == PlacementOnePerSite {
 		site = pinnedSite(out)
+		if ordinal, ok := statefulSetOrdinal(pod); site == "" && ok {
+			site = cfg.sites[ordinal%len(cfg.sites)]
+		}
 		if site == "" {
 			site = leastPopulatedSite(cfg.sites, peers, pod.Name)
 		}
@@ -229,6 +232,23 @@ func pinnedSite(pod *corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// statefulSetOrdinal returns the ordinal of a StatefulSet's pod. Such pods
+// are placed by ordinal (the N-th site for ordinal N): unlike counting peers,
+// that holds when a Parallel StatefulSet creates all its pods at once, and
+// a pod recreated by a restart or a rollout returns to its site.
+func statefulSetOrdinal(pod *corev1.Pod) (int, bool) {
+	owner := metav1.GetControllerOf(pod)
+	if owner == nil || owner.Kind != "StatefulSet" {
+		return 0, false
+	}
+	suffix, ok := strings.CutPrefix(pod.Name, owner.Name+"-")
+	if !ok {
+		return 0, false
+	}
+	ordinal, err := strconv.Atoi(suffix)
+	return ordinal, err == nil && ordinal >= 0
 }
 
 // leastPopulatedSite picks, among sites, the one with the fewest peers of the

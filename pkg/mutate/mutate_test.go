@@ -286,3 +286,35 @@ func BenchmarkMutateWith10000Peers(b *testing.B) {
 		}
 	}
 }
+
+// StatefulSet pods go to the site of their ordinal, whatever the peer
+// counts say: a Parallel StatefulSet admits all its pods before any exists.
+func TestOnePerSitePlacesStatefulSetPodsByOrdinal(t *testing.T) {
+	tests := []struct {
+		name, owner, ownerKind string
+		want                   string
+	}{
+		{"gossip-0", "gossip", "StatefulSet", "frankfurt"},
+		{"gossip-1", "gossip", "StatefulSet", "osaka"},
+		{"gossip-2", "gossip", "StatefulSet", "tokyo"},
+		{"gossip-4", "gossip", "StatefulSet", "osaka"},     // wraps around
+		{"gossip-x", "gossip", "StatefulSet", "frankfurt"}, // no ordinal: fewest peers
+		{"web-2", "web", "ReplicaSet", "frankfurt"},        // not a StatefulSet: fewest peers
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"/"+tt.ownerKind, func(t *testing.T) {
+			p := pod(annotate(api.AnnotationPlacement, PlacementOnePerSite), func(p *corev1.Pod) {
+				p.Name = tt.name
+				controller := true
+				p.OwnerReferences = []metav1.OwnerReference{{Kind: tt.ownerKind, Name: tt.owner, Controller: &controller}}
+			})
+			got, _, err := Mutate(p, nil, view)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sites := siteRequirement(t, got, 0); len(sites) != 1 || sites[0] != tt.want {
+				t.Errorf("pinned to %v, want [%s]", sites, tt.want)
+			}
+		})
+	}
+}

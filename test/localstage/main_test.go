@@ -1,30 +1,101 @@
 package main
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
-	"time"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
+	"github.com/kubectl-stage/kubectl-stage/test/netns"
 )
 
-// TestLocalStage runs README's main job end to end, briefly: control plane,
-// init, a join per node, the simulated kubelets, sites and status.
-func TestLocalStage(t *testing.T) {
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestDemo runs README's main job, the whole story, and checks each step:
+// enrollment, the webhook from the chart's manifests, the example's pods
+// mutated per site, the rollout site by site, and (as root) the peers
+// finding each other over real OpenVPN tunnels with the injected env.
+func TestDemo(t *testing.T) {
 	dir := t.TempDir()
-	if err := run([]string{"tokyo", "osaka"}, 1, dir, time.Millisecond); err != nil {
+	sites := []string{"tokyo", "osaka", "frankfurt"}
+	report, err := Run(context.Background(), Options{Sites: sites, NodesPerSite: 1, Dir: dir, Out: testWriter{t}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"bundles/tokyo-1.join.sh", "bundles/osaka-1.join.sh", "hub/server.conf", "hub/ccd/tokyo-1", "hub/ccd/osaka-1"} {
+
+	// One peer per site; the advertise address is the node's overlay IP,
+	// seeds are other peers' overlay addresses.
+	if len(report.Peers) != len(sites) {
+		t.Fatalf("%d peers, want one per site: %+v", len(report.Peers), report.Peers)
+	}
+	overlayIPs := map[string]bool{}
+	for _, p := range report.Peers {
+		overlayIPs[p.OverlayIP] = true
+	}
+	var seen []string
+	for _, p := range report.Peers {
+		env := EnvMap(p.Env)
+		seen = append(seen, p.Site)
+		if p.HostIP != p.OverlayIP || env[api.EnvAdvertiseAddr] != p.OverlayIP+":"+appPort || env[api.EnvSite] != p.Site {
+			t.Errorf("peer %s: hostIP %s, overlay %s, env %v", p.Pod, p.HostIP, p.OverlayIP, env)
+		}
+		for _, seed := range strings.Split(env[api.EnvPeerSeeds], ",") {
+			if seed == "" {
+				continue
+			}
+			ip, _, _ := strings.Cut(seed, ":")
+			if !overlayIPs[ip] || ip == p.OverlayIP {
+				t.Errorf("peer %s has seed %s, which is not another peer's overlay address", p.Pod, seed)
+			}
+		}
+	}
+	slices.Sort(seen)
+	if !slices.Equal(seen, []string{"frankfurt", "osaka", "tokyo"}) {
+		t.Errorf("peers at sites %v, want one at each", seen)
+	}
+
+	// The rollout went site by site: canary first (by name), then the rest.
+	if report.RolloutPhase != rollout.PhaseComplete || !slices.Equal(report.RolloutOrder, []string{"frankfurt", "osaka", "tokyo"}) {
+		t.Errorf("rollout %s in order %v", report.RolloutPhase, report.RolloutOrder)
+	}
+
+	if ok, _ := netns.Available(); ok {
+		if !report.OverlayProven {
+			t.Error("running as root, the overlay part must run and succeed")
+		}
+		for pod, members := range report.Views {
+			if len(members) != len(sites) {
+				t.Errorf("%s sees %v over the overlay", pod, members)
+			}
+		}
+		if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "stg-") {
+			t.Errorf("network namespaces left behind:\n%s", out)
+		}
+	} else if report.OverlaySkip == "" {
+		t.Error("without root the overlay part must say it was skipped and why")
+	}
+
+	for _, f := range []string{"bundles/tokyo-1.join.sh", "bundles/osaka-1.join.sh", "hub/server.conf", "hub/ccd/tokyo-1"} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Errorf("%s was not written: %v", f, err)
-			continue
-		}
-		if st.Mode().Perm() != 0o600 {
+		} else if st.Mode().Perm() != 0o600 {
 			t.Errorf("%s has mode %o, want 600", f, st.Mode().Perm())
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "kubeconfig")); !os.IsNotExist(err) {
-		t.Error("the kubeconfig of a stopped cluster was left behind")
+	for _, gone := range []string{"kubeconfig", "webhook-tls"} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s of the stopped demo was left behind", gone)
+		}
 	}
 }

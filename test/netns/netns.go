@@ -24,42 +24,76 @@ type Topology struct {
 	SiteAddress map[string]string
 }
 
+// Available says whether namespaces can be built here, and if not, why.
+func Available() (bool, string) {
+	if os.Geteuid() != 0 {
+		return false, "needs root for network namespaces and tunnel devices: run as root (CI does)"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return false, "ip (iproute2) is not installed: run hack/install-deps.sh"
+	}
+	return true, ""
+}
+
 // RequireRoot skips t unless it runs as root with ip(8) available.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces and tunnel devices: run as root (CI does)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip (iproute2) is not installed: run hack/install-deps.sh")
+	if ok, why := Available(); !ok {
+		t.Skip(why)
 	}
 }
 
 // New creates the hub and n sites; everything is removed when t ends.
 func New(t testing.TB, n int) *Topology {
 	t.Helper()
+	tp, err := Create(n)
+	if tp != nil {
+		t.Cleanup(tp.Destroy)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+// Create creates the hub and n sites; Destroy removes them. On error, what
+// was created is already removed.
+func Create(n int) (_ *Topology, err error) {
 	id := fmt.Sprintf("%d", os.Getpid()%100000)
 	tp := &Topology{Hub: "stg-hub-" + id, SiteAddress: map[string]string{}}
-	t.Cleanup(tp.destroy)
-	tp.must(t, "ip", "netns", "add", tp.Hub)
-	tp.must(t, "ip", "-n", tp.Hub, "link", "set", "lo", "up")
-	tp.must(t, "ip", "-n", tp.Hub, "address", "add", HubAddress+"/32", "dev", "lo")
+	defer func() {
+		if err != nil {
+			tp.Destroy()
+		}
+	}()
+	steps := [][]string{
+		{"netns", "add", tp.Hub},
+		{"-n", tp.Hub, "link", "set", "lo", "up"},
+		{"-n", tp.Hub, "address", "add", HubAddress + "/32", "dev", "lo"},
+	}
 	for i := 1; i <= n; i++ {
 		site := fmt.Sprintf("stg-s%d-%s", i, id)
 		tp.Sites = append(tp.Sites, site)
 		hubSide, siteSide := fmt.Sprintf("h%d-%s", i, id), fmt.Sprintf("s%d-%s", i, id)
 		hubIP, siteIP := fmt.Sprintf("198.18.%d.1", i), fmt.Sprintf("198.18.%d.2", i)
 		tp.SiteAddress[site] = siteIP
-		tp.must(t, "ip", "netns", "add", site)
-		tp.must(t, "ip", "-n", site, "link", "set", "lo", "up")
-		tp.must(t, "ip", "link", "add", hubSide, "netns", tp.Hub, "type", "veth", "peer", "name", siteSide, "netns", site)
-		tp.must(t, "ip", "-n", tp.Hub, "address", "add", hubIP+"/24", "dev", hubSide)
-		tp.must(t, "ip", "-n", tp.Hub, "link", "set", hubSide, "up")
-		tp.must(t, "ip", "-n", site, "address", "add", siteIP+"/24", "dev", siteSide)
-		tp.must(t, "ip", "-n", site, "link", "set", siteSide, "up")
-		tp.must(t, "ip", "-n", site, "route", "add", HubAddress+"/32", "via", hubIP)
+		steps = append(steps,
+			[]string{"netns", "add", site},
+			[]string{"-n", site, "link", "set", "lo", "up"},
+			[]string{"link", "add", hubSide, "netns", tp.Hub, "type", "veth", "peer", "name", siteSide, "netns", site},
+			[]string{"-n", tp.Hub, "address", "add", hubIP + "/24", "dev", hubSide},
+			[]string{"-n", tp.Hub, "link", "set", hubSide, "up"},
+			[]string{"-n", site, "address", "add", siteIP + "/24", "dev", siteSide},
+			[]string{"-n", site, "link", "set", siteSide, "up"},
+			[]string{"-n", site, "route", "add", HubAddress + "/32", "via", hubIP},
+		)
 	}
-	return tp
+	for _, args := range steps {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return tp, fmt.Errorf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return tp, nil
 }
 
 // Command runs name with args inside namespace ns.
@@ -79,16 +113,9 @@ func (tp *Topology) Ping(ns, addr string) bool {
 	return err == nil
 }
 
-func (tp *Topology) must(t testing.TB, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// destroy kills whatever still runs in the namespaces (daemonized VPN
+// Destroy kills whatever still runs in the namespaces (daemonized VPN
 // clients included) and deletes them, which deletes their links.
-func (tp *Topology) destroy() {
+func (tp *Topology) Destroy() {
 	for _, ns := range append([]string{tp.Hub}, tp.Sites...) {
 		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
 			for _, pid := range strings.Fields(string(out)) {
