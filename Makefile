@@ -86,8 +86,8 @@ fuzz: ## Fuzz the webhook's AdmissionReview decoding and mutation for 60s
 	$(GO) test -run '^$$' -fuzz FuzzAdmissionReview -fuzztime 60s ./webhook/
 
 .PHONY: demo
-demo: deps tools build ## Start a local staging cluster with simulated sites (Ctrl-C stops it)
-	$(GO) run ./test/localstage
+demo: deps tools build ## The whole story locally: cluster, 3 sites, webhook, example app, rollout; as root real OpenVPN tunnels (DEMO_FLAGS=-keep keeps it up)
+	$(GO) run ./test/localstage $(DEMO_FLAGS)
 
 .PHONY: clean
 clean: ## Remove build outputs (keeps the control-plane cache; clean-tools removes it)

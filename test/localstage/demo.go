@@ -313,7 +313,9 @@ func (d *demo) peers(ctx context.Context) ([]Peer, error) {
 }
 
 func (d *demo) printPeers(peers []Peer) {
-	w := tabwriter.NewWriter(d.Out, 0, 8, 2, ' ', 0)
+	var table bytes.Buffer
+	defer func() { _, _ = d.Out.Write(table.Bytes()) }()
+	w := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "    POD\tSITE\tNODE\tSTAGE_SITE\tSTAGE_ADVERTISE_ADDR\tSTAGE_PEER_SEEDS")
 	for _, p := range peers {
 		env := EnvMap(p.Env)
