@@ -45,6 +45,16 @@ build: ## Build kubectl-stage, the webhook and the gossip example into bin/
 install: build ## Install kubectl-stage next to go's binaries (so `kubectl stage` finds it)
 	install -m 0755 $(BIN_DIR)/kubectl-stage $$($(GO) env GOPATH)/bin/kubectl-stage
 
+.PHONY: dist
+dist: tools ## Cross-build the plugin and webhook archives (linux/darwin/windows x amd64/arm64) and the chart into dist/, reproducibly
+	./hack/dist.sh all
+
+.PHONY: krew
+krew: ## Rebuild the plugin archives for the release in hack/release.env and rewrite krew.yaml with their checksums
+	sed -i "s/^RELEASE_COMMIT=.*/RELEASE_COMMIT=$$(git rev-parse HEAD)/" hack/release.env
+	./hack/dist.sh plugin
+	./hack/krew.sh
+
 .PHONY: fmt
 fmt: ## Format the code
 	gofmt -w cmd pkg test webhook examples hack/tools
