@@ -55,6 +55,10 @@ krew: ## Rebuild the plugin archives for the release in hack/release.env and rew
 	./hack/dist.sh plugin
 	./hack/krew.sh
 
+.PHONY: docs
+docs: ## Regenerate docs/reference.md from the commands
+	$(GO) run ./hack/gendocs
+
 .PHONY: fmt
 fmt: ## Format the code
 	gofmt -w cmd pkg test webhook examples hack/tools
