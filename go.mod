@@ -2,6 +2,10 @@ module github.com/kubectl-stage/kubectl-stage
 
 go 1.26.0
 
+// Release archives are byte-for-byte reproducible only with the same Go;
+// krew.yaml's checksums (test/release) assume this one.
+toolchain go1.26.8
+
 require (
 	github.com/prometheus/client_golang v1.24.0
 	github.com/spf13/cobra v1.10.2

@@ -75,8 +75,8 @@ type workload interface {
 
 func newWorkload(ctx context.Context, client kubernetes.Interface, ref Ref) (workload, error) {
 	candidates := []workload{
-		&statefulSet{client: client, ns: ref.Namespace, name: ref.Name},
-		&daemonSet{client: client, ns: ref.Namespace, name: ref.Name},
+		&statefulSet{podReplacer: podReplacer{client}, ns: ref.Namespace, name: ref.Name},
+		&daemonSet{podReplacer: podReplacer{client}, ns: ref.Namespace, name: ref.Name},
 		&deployment{client: client, ns: ref.Namespace, name: ref.Name},
 	}
 	var found []workload
@@ -150,8 +150,21 @@ func restoreStrategy(state *State, strategy any) error {
 	return nil
 }
 
+// podReplacer is the OnDelete mechanism StatefulSets and DaemonSets share:
+// a wave deletes its sites' outdated pods and the workload's controller
+// recreates them from the target revision, in place.
+type podReplacer struct {
+	client kubernetes.Interface
+}
+
+func (r podReplacer) moveSite(ctx context.Context, site string, _ *corev1.PodTemplateSpec, state *State, pods []*corev1.Pod, loc Locator) error {
+	return deletePodsAt(ctx, r.client, site, state.Revision, pods, loc)
+}
+
+func (podReplacer) retireOld(context.Context, string, []*corev1.Pod, Locator) error { return nil }
+
 type statefulSet struct {
-	client   kubernetes.Interface
+	podReplacer
 	ns, name string
 	obj      *appsv1.StatefulSet
 }
@@ -178,16 +191,12 @@ func (w *statefulSet) setTarget(target *corev1.PodTemplateSpec, state *State) er
 	w.obj.Spec.Template = *target.DeepCopy()
 	return nil
 }
-func (w *statefulSet) moveSite(ctx context.Context, site string, target *corev1.PodTemplateSpec, state *State, pods []*corev1.Pod, loc Locator) error {
-	return deletePodsAt(ctx, w.client, site, state.Revision, pods, loc)
-}
-func (w *statefulSet) retireOld(context.Context, string, []*corev1.Pod, Locator) error { return nil }
 func (w *statefulSet) restore(_ *corev1.PodTemplateSpec, state *State) error {
 	return restoreStrategy(state, &w.obj.Spec.UpdateStrategy)
 }
 
 type daemonSet struct {
-	client   kubernetes.Interface
+	podReplacer
 	ns, name string
 	obj      *appsv1.DaemonSet
 }
@@ -212,10 +221,6 @@ func (w *daemonSet) setTarget(target *corev1.PodTemplateSpec, state *State) erro
 	w.obj.Spec.Template = *target.DeepCopy()
 	return nil
 }
-func (w *daemonSet) moveSite(ctx context.Context, site string, target *corev1.PodTemplateSpec, state *State, pods []*corev1.Pod, loc Locator) error {
-	return deletePodsAt(ctx, w.client, site, state.Revision, pods, loc)
-}
-func (w *daemonSet) retireOld(context.Context, string, []*corev1.Pod, Locator) error { return nil }
 func (w *daemonSet) restore(_ *corev1.PodTemplateSpec, state *State) error {
 	return restoreStrategy(state, &w.obj.Spec.UpdateStrategy)
 }

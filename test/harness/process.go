@@ -1,8 +1,10 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -99,6 +101,11 @@ func StartDaemon(name, path string, args []string, logPath string) (*Daemon, err
 
 // Stop terminates the daemon and waits for it.
 func (d *Daemon) Stop() { _ = d.p.stop(stopGrace) }
+
+// WaitHealthy waits until url answers 200, failing early if the daemon exits.
+func (d *Daemon) WaitHealthy(ctx context.Context, url string) error {
+	return waitHealthy(ctx, d.p, http.DefaultClient, url)
+}
 
 // Exited reports whether the daemon has ended.
 func (d *Daemon) Exited() bool { done, _ := d.p.exited(); return done }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/secretfile"
@@ -67,20 +65,11 @@ func (d *demo) installWebhook(ctx context.Context) (stop func(), err error) {
 	}
 	stop = func() { daemon.Stop(); _ = os.RemoveAll(certDir) }
 	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		if daemon.Exited() {
-			return false, fmt.Errorf("stage-webhook exited; see %s", log)
-		}
-		resp, err := http.Get(ready)
-		if err != nil {
-			return false, nil
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
+	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := daemon.WaitHealthy(waitCtx, ready); err != nil {
 		stop()
-		return nil, fmt.Errorf("waiting for the webhook to be ready: %w", err)
+		return nil, fmt.Errorf("the webhook did not become ready (log: %s): %w", log, err)
 	}
 	fmt.Fprintf(d.Out, "    webhook ready (%s)\n", ready)
 	return stop, nil

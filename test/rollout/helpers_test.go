@@ -202,3 +202,13 @@ func storedState(t testing.TB, annotations map[string]string) (*rollout.State, r
 	}
 	return state, history
 }
+
+// deployStatefulSet creates the "node" StatefulSet, one pod per site, and
+// waits until every site has its Ready pod.
+func deployStatefulSet(t testing.TB, cp *harness.ControlPlane) {
+	t.Helper()
+	if _, err := cp.Client.AppsV1().StatefulSets(namespace).Create(context.Background(), statefulSet("node", int32(len(sites))), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyPerSite(t, cp, "node", sites, 1)
+}

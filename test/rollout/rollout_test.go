@@ -28,10 +28,7 @@ import (
 func TestRolloutGoesSiteBySiteInOrder(t *testing.T) {
 	cp := cluster(t, sites)
 	ctx := context.Background()
-	if _, err := cp.Client.AppsV1().StatefulSets(namespace).Create(ctx, statefulSet("node", 3), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitReadyPerSite(t, cp, "node", sites, 1)
+	deployStatefulSet(t, cp)
 	before := podsBySite(t, cp, "node")
 
 	// Bad input is refused with the fix named, before anything is written.
@@ -137,10 +134,7 @@ func TestRolloutGoesSiteBySiteInOrder(t *testing.T) {
 func TestRolloutStopsAtFailingSiteThenUndo(t *testing.T) {
 	cp := cluster(t, sites)
 	ctx := context.Background()
-	if _, err := cp.Client.AppsV1().StatefulSets(namespace).Create(ctx, statefulSet("node", 3), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitReadyPerSite(t, cp, "node", sites, 1)
+	deployStatefulSet(t, cp)
 	untouched := podsBySite(t, cp, "node")["site-c"][0]
 	setUnschedulable(t, cp, "node-site-b", true)
 
@@ -338,10 +332,7 @@ func TestRolloutPauseResumeAcrossInvocations(t *testing.T) {
 func TestRolloutInterruptedThenResumed(t *testing.T) {
 	cp := cluster(t, sites)
 	ctx := context.Background()
-	if _, err := cp.Client.AppsV1().StatefulSets(namespace).Create(ctx, statefulSet("node", 3), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitReadyPerSite(t, cp, "node", sites, 1)
+	deployStatefulSet(t, cp)
 	interrupted, cancel := context.WithCancel(ctx)
 	dir := t.TempDir()
 	reached, release := filepath.Join(dir, "reached"), filepath.Join(dir, "release")
