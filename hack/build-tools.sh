@@ -54,6 +54,11 @@ helm_version=$(tr -d "[:space:]" < "$root/hack/tools/helm-version")
 helm_out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/helm-$helm_version
 go_install_cached "$helm_out" helm "helm.sh/helm/v3/cmd/helm@$helm_version"
 
+# krew installs the plugin from krew.yaml in the release test.
+krew_version=$(tr -d "[:space:]" < "$root/hack/tools/krew-version")
+krew_out=${STAGE_TOOLS_DIR:-$root/.cache/tools}/krew-$krew_version
+go_install_cached "$krew_out" krew "sigs.k8s.io/krew/cmd/krew@$krew_version"
+
 # kwok runs no stage unless given one; take kwokctl's defaults (fast node
 # initialisation, heartbeat with leases, fast pod lifecycle) from the same
 # kwok release, so nodes stay Ready and pods become Running.

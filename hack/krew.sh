@@ -61,8 +61,8 @@ spec:
     the overlay (10.23.0.1:6443 by default); kubectl stage init checks it.
 
     Peer placement, overlay-address advertisement and peer seeds come from
-    the stage webhook, installed with the Helm chart:
-      helm install stage oci://ghcr.io/kubectl-stage/charts/kubectl-stage \\
+    the stage webhook, installed with the release's Helm chart:
+      helm install stage ${base}/kubectl-stage-${RELEASE_VERSION#v}.tgz \\
         -n kubectl-stage-system --create-namespace
 
     Join bundles hold private keys and a bootstrap token: they are written

@@ -19,6 +19,7 @@ type Tools struct {
 	Kubectl               string
 	Kwok                  string
 	Helm                  string
+	Krew                  string
 	// KwokStages is the kwok configuration holding the node and pod stages.
 	KwokStages string
 	// KubernetesVersion is the pinned version of the control plane.
@@ -42,20 +43,20 @@ func FindTools() (Tools, error) {
 	if err != nil {
 		return Tools{}, err
 	}
-	kwokVersion, err := os.ReadFile(filepath.Join(root, "hack", "tools", "kwok-version"))
-	if err != nil {
-		return Tools{}, err
-	}
-	helmVersion, err := os.ReadFile(filepath.Join(root, "hack", "tools", "helm-version"))
-	if err != nil {
-		return Tools{}, err
+	pins := map[string]string{}
+	for _, tool := range []string{"kwok", "helm", "krew"} {
+		pin, err := os.ReadFile(filepath.Join(root, "hack", "tools", tool+"-version"))
+		if err != nil {
+			return Tools{}, err
+		}
+		pins[tool] = tool + "-" + strings.TrimSpace(string(pin))
 	}
 	cache := os.Getenv("STAGE_TOOLS_DIR")
 	if cache == "" {
 		cache = filepath.Join(root, ".cache", "tools")
 	}
 	k8sDir := filepath.Join(cache, "k8s-"+version)
-	kwokDir := filepath.Join(cache, "kwok-"+strings.TrimSpace(string(kwokVersion)))
+	kwokDir := filepath.Join(cache, pins["kwok"])
 	t := Tools{
 		KubeAPIServer:         filepath.Join(k8sDir, "kube-apiserver"),
 		KubeScheduler:         filepath.Join(k8sDir, "kube-scheduler"),
@@ -63,7 +64,8 @@ func FindTools() (Tools, error) {
 		Kubectl:               filepath.Join(k8sDir, "kubectl"),
 		Kwok:                  filepath.Join(kwokDir, "kwok"),
 		KwokStages:            filepath.Join(kwokDir, "stages.yaml"),
-		Helm:                  filepath.Join(cache, "helm-"+strings.TrimSpace(string(helmVersion)), "helm"),
+		Helm:                  filepath.Join(cache, pins["helm"], "helm"),
+		Krew:                  filepath.Join(cache, pins["krew"], "krew"),
 		KubernetesVersion:     version,
 	}
 	t.Etcd = os.Getenv("ETCD")
@@ -72,7 +74,7 @@ func FindTools() (Tools, error) {
 			return Tools{}, fmt.Errorf("etcd not found on PATH: install Debian's etcd-server (apt-get install etcd-server) or set ETCD")
 		}
 	}
-	for _, path := range []string{t.KubeAPIServer, t.KubeScheduler, t.KubeControllerManager, t.Kubectl, t.Kwok, t.KwokStages, t.Helm} {
+	for _, path := range []string{t.KubeAPIServer, t.KubeScheduler, t.KubeControllerManager, t.Kubectl, t.Kwok, t.KwokStages, t.Helm, t.Krew} {
 		if _, err := os.Stat(path); err != nil {
 			return Tools{}, fmt.Errorf("%s is missing: %s", path, buildHint)
 		}

@@ -173,11 +173,29 @@ func TestKrewChecksumsMatchTheArchives(t *testing.T) {
 			t.Errorf("%s/%s: archive holds %v, want %s and LICENSE", goos, arch, files, pl.Bin)
 		}
 		if goos == runtime.GOOS && arch == runtime.GOARCH {
-			out, err := exec.Command(filepath.Join(dist, goos+"-"+arch, pl.Bin), "version", "-o", "json").CombinedOutput()
-			if err != nil || !strings.Contains(string(out), `"gitVersion": "`+p.Spec.Version+`"`) {
-				t.Errorf("released binary version: %v\n%s", err, out)
-			}
+			krewInstall(t, path, p.Spec.Version)
 		}
+	}
+}
+
+// krewInstall installs the plugin with the real krew from krew.yaml and the
+// archive (krew validates the manifest and checks the sha256), then runs
+// the installed kubectl-stage.
+func krewInstall(t *testing.T, archive, version string) {
+	t.Helper()
+	tools, err := harness.FindTools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	install := exec.Command(tools.Krew, "install", "--manifest="+filepath.Join(harness.RepoRoot(), "krew.yaml"), "--archive="+archive)
+	install.Env = append(os.Environ(), "KREW_ROOT="+root)
+	if out, err := install.CombinedOutput(); err != nil || !strings.Contains(string(out), "Installed plugin: stage") {
+		t.Fatalf("krew install: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(root, "bin", "kubectl-stage"), "version", "-o", "json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"gitVersion": "`+version+`"`) {
+		t.Errorf("the plugin krew installed: %v\n%s", err, out)
 	}
 }
 
