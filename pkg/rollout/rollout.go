@@ -186,7 +186,12 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 		// is the one that rollout saved, not the OnDelete it set.
 		state.Strategy = previous.Strategy
 	}
-	err = r.commit(ctx, func(_ *State, _ History) (*State, History, error) {
+	err = r.commit(ctx, func(stored *State, _ History) (*State, History, error) {
+		// Another user may have started (or undone) a rollout since this
+		// one was planned: writing over it would lose an update.
+		if !sameRollout(stored, previous) {
+			return nil, nil, fmt.Errorf("another rollout of %s started while this one was being planned; see kubectl stage rollout status %s", r.w.ref(), r.w.ref())
+		}
 		if err := r.w.setTarget(target, state); err != nil {
 			return nil, nil, err
 		}
@@ -198,6 +203,15 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 	fmt.Fprintf(r.Out, "rolling %s out to revision %d (%s) in %d waves: %s\n",
 		r.w.ref(), state.Revision, Images(target), len(waves), describeWaves(waves))
 	return r.run(ctx, target, loc)
+}
+
+// sameRollout reports whether two reads of the state are of the same
+// rollout at the same point.
+func sameRollout(a, b *State) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Revision == b.Revision && a.Phase == b.Phase && a.Started.Equal(&b.Started) && len(a.Done) == len(b.Done)
 }
 
 // Resume continues a paused, failed or interrupted rollout.

@@ -373,3 +373,44 @@ func waitFile(t *testing.T, path string) {
 		t.Fatalf("%s never appeared", path)
 	}
 }
+
+// Two users start rollouts of the same app at once: one wins, the other is
+// refused without overwriting it (no lost update).
+func TestConcurrentRolloutsDoNotOverwriteEachOther(t *testing.T) {
+	cp := cluster(t, sites)
+	ctx := context.Background()
+	if _, err := cp.Client.AppsV1().DaemonSets(namespace).Create(ctx, daemonSet("agent"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReadyPerSite(t, cp, "agent", sites, 1)
+	errs := make(chan error, 2)
+	for _, image := range []string{"p2p:v2", "p2p:v3"} {
+		go func() {
+			_, _, err := stage(ctx, t, cp, "rollout", "ds/agent", "--image", image, "--min-ready", "0s", "--waves", "rest", "--max-sites-at-once", "0")
+			errs <- err
+		}()
+	}
+	var failures []error
+	for range 2 {
+		if err := <-errs; err != nil {
+			failures = append(failures, err)
+		}
+	}
+	if len(failures) != 1 || !strings.Contains(failures[0].Error(), "rollout") {
+		t.Fatalf("want exactly one rollout refused, got %v", failures)
+	}
+	ds, err := cp.Client.AppsV1().DaemonSets(namespace).Get(ctx, "agent", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, history := storedState(t, ds.Annotations)
+	winner := history[len(history)-1]
+	if state.Phase != rollout.PhaseComplete || state.Revision != 2 || len(history) != 2 || winner.Images != "node="+ds.Spec.Template.Spec.Containers[0].Image {
+		t.Errorf("state %+v, history %+v", state, history)
+	}
+	for site, rev := range revisions(t, cp, "agent") {
+		if rev != "2:"+ds.Spec.Template.Spec.Containers[0].Image {
+			t.Errorf("site %s runs %s, want the winner's revision everywhere", site, rev)
+		}
+	}
+}
