@@ -227,7 +227,7 @@ func (r *Roller) Resume(ctx context.Context) (*Result, error) {
 	if !ok {
 		return nil, fmt.Errorf("revision %d is missing from the history of %s; undo or start a new rollout", state.Revision, r.w.ref())
 	}
-	err = r.commit(ctx, func(s *State, h History) (*State, History, error) {
+	err = r.commitRunning(ctx, state.Revision, func(s *State, h History) (*State, History, error) {
 		s.Phase, s.FailedSite, s.Message = PhaseProgressing, "", ""
 		return s, h, nil
 	})
@@ -300,6 +300,21 @@ func (r *Roller) commit(ctx context.Context, change func(*State, History) (*Stat
 		}
 		return r.w.update(ctx)
 	})
+}
+
+// commitRunning is commit for the runner of one revision's rollout: if an
+// undo or a newer rollout replaced it meanwhile, nothing is written.
+func (r *Roller) commitRunning(ctx context.Context, revision int, change func(*State, History) (*State, History, error)) error {
+	return r.commit(ctx, func(s *State, h History) (*State, History, error) {
+		if s == nil || s.Revision != revision {
+			return nil, nil, r.replaced(revision)
+		}
+		return change(s, h)
+	})
+}
+
+func (r *Roller) replaced(revision int) error {
+	return fmt.Errorf("the rollout of %s to revision %d was replaced by another (see kubectl stage rollout status %s)", r.w.ref(), revision, r.w.ref())
 }
 
 // snapshot lists the app's pods and the nodes' sites; the pods a rollout
@@ -476,7 +491,7 @@ func (r *Roller) runWaves(ctx context.Context, target *corev1.PodTemplateSpec, l
 			return res, r.fail(ctx, res, err)
 		}
 		res.Timings = append(res.Timings, timing)
-		err = r.commit(ctx, func(s *State, h History) (*State, History, error) {
+		err = r.commitRunning(ctx, state.Revision, func(s *State, h History) (*State, History, error) {
 			for _, site := range wave {
 				if !slices.Contains(s.Done, site) {
 					s.Done = append(s.Done, site)
@@ -495,7 +510,7 @@ func (r *Roller) runWaves(ctx context.Context, target *corev1.PodTemplateSpec, l
 func (r *Roller) stillOurs(state *State, revision int) error {
 	switch {
 	case state == nil || state.Revision != revision:
-		return fmt.Errorf("the rollout of %s to revision %d was replaced by another (see kubectl stage rollout status %s)", r.w.ref(), revision, r.w.ref())
+		return r.replaced(revision)
 	case state.Phase == PhasePaused:
 		fmt.Fprintf(r.Out, "paused with %d of %d sites on revision %d; continue with kubectl stage rollout resume %s\n",
 			len(state.Done), len(state.Desired), revision, r.w.ref())
@@ -528,7 +543,7 @@ func (r *Roller) runWave(ctx context.Context, state *State, target *corev1.PodTe
 			return timing, &siteFailure{site: site, reason: err.Error()}
 		}
 	}
-	err = r.commit(ctx, func(s *State, h History) (*State, History, error) {
+	err = r.commitRunning(ctx, state.Revision, func(s *State, h History) (*State, History, error) {
 		if s.Placed == nil {
 			s.Placed = map[string]string{}
 		}
@@ -674,7 +689,7 @@ func (r *Roller) fail(ctx context.Context, res *Result, cause error) error {
 		failure = &siteFailure{reason: cause.Error()}
 	}
 	// The failure is recorded even when ctx is done, so that others see it.
-	err := r.commit(context.WithoutCancel(ctx), func(s *State, h History) (*State, History, error) {
+	err := r.commitRunning(context.WithoutCancel(ctx), res.State.Revision, func(s *State, h History) (*State, History, error) {
 		s.Phase, s.FailedSite, s.Message = PhaseFailed, failure.site, failure.reason
 		res.State = s
 		return s, markLatest(h, s.Revision, PhaseFailed), nil
@@ -695,7 +710,7 @@ func markLatest(h History, revision int, result Phase) History {
 
 // complete hands the workload back to its controller and records success.
 func (r *Roller) complete(ctx context.Context, target *corev1.PodTemplateSpec, res *Result) (*Result, error) {
-	err := r.commit(ctx, func(s *State, h History) (*State, History, error) {
+	err := r.commitRunning(ctx, res.State.Revision, func(s *State, h History) (*State, History, error) {
 		if err := r.w.restore(target, s); err != nil {
 			return nil, nil, err
 		}
