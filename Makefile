@@ -43,7 +43,7 @@ build: ## Build kubectl-stage, the webhook and the gossip example into bin/
 
 .PHONY: install
 install: build ## Install kubectl-stage next to go's binaries (so `kubectl stage` finds it)
-	install -m 0755 $(BIN_DIR)/kubectl-stage $$($(GO) env GOPATH)/bin/kubectl-stage
+	install -D -m 0755 $(BIN_DIR)/kubectl-stage $$($(GO) env GOPATH)/bin/kubectl-stage
 
 .PHONY: dist
 dist: tools ## Cross-build the plugin and webhook archives (linux/darwin/windows x amd64/arm64) and the chart into dist/, reproducibly
