@@ -364,6 +364,49 @@ func (r *Roller) Status(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// Follow prints the rollout's progress as it changes, as the runner and
+// the pods report it, until it completes, fails or is paused.
+func (r *Roller) Follow(ctx context.Context) (*Result, error) {
+	w, err := r.watch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer w.stop()
+	printed := map[string]SiteProgress{}
+	lastPhase := Phase("")
+	for {
+		res, err := r.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s := res.State
+		if s == nil {
+			return res, fmt.Errorf("%s has not been rolled out with kubectl stage rollout", r.w.ref())
+		}
+		if s.Phase != lastPhase {
+			fmt.Fprintf(r.Out, "revision %d: %s (%d of %d sites done)\n", s.Revision, s.Phase, len(s.Done), len(s.Desired))
+			lastPhase = s.Phase
+		}
+		for _, p := range res.Sites {
+			if printed[p.Site] != p {
+				fmt.Fprintf(r.Out, "  %s\n", p)
+				printed[p.Site] = p
+			}
+		}
+		switch s.Phase {
+		case PhaseComplete, PhasePaused:
+			return res, nil
+		case PhaseFailed:
+			return res, fmt.Errorf("the rollout of %s to revision %d failed at site %s: %s", r.w.ref(), s.Revision, s.FailedSite, s.Message)
+		}
+		select {
+		case <-w.changed:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+}
+
 func sortedKeys(m map[string]int) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -416,10 +459,23 @@ func (r *Roller) watch(ctx context.Context) (*watcher, error) {
 		cancel()
 		return nil, err
 	}
+	// The workload itself, for its state: pause, resume, undo and progress
+	// written by whoever runs the rollout.
+	selfFactory := informers.NewSharedInformerFactoryWithOptions(r.client, 0,
+		informers.WithNamespace(r.w.ref().Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", r.w.ref().Name).String()
+		}))
+	self := r.w.informer(selfFactory)
+	if _, err := self.AddEventHandler(notify); err != nil {
+		cancel()
+		return nil, err
+	}
 	w.pods, w.nodes = podInformer.Lister(), nodeInformer.Lister()
 	podFactory.Start(ctx.Done())
 	nodeFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced) {
+	selfFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced, self.HasSynced) {
 		cancel()
 		return nil, fmt.Errorf("watching the pods of %s: %w", r.w.ref(), context.Cause(ctx))
 	}

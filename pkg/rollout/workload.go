@@ -11,7 +11,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 )
@@ -71,6 +73,8 @@ type workload interface {
 	retireOld(ctx context.Context, site string, pods []*corev1.Pod, loc Locator) error
 	// restore hands the workload back to its own controller.
 	restore(target *corev1.PodTemplateSpec, state *State) error
+	// informer watches this one workload (the factory is scoped to it).
+	informer(f informers.SharedInformerFactory) cache.SharedIndexInformer
 }
 
 func newWorkload(ctx context.Context, client kubernetes.Interface, ref Ref) (workload, error) {
@@ -183,6 +187,9 @@ func (w *statefulSet) update(ctx context.Context) (err error) {
 	w.obj, err = w.client.AppsV1().StatefulSets(w.ns).Update(ctx, w.obj, metav1.UpdateOptions{})
 	return err
 }
+func (w *statefulSet) informer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Apps().V1().StatefulSets().Informer()
+}
 func (w *statefulSet) setTarget(target *corev1.PodTemplateSpec, state *State) error {
 	if err := saveStrategy(state, w.obj.Spec.UpdateStrategy); err != nil {
 		return err
@@ -212,6 +219,9 @@ func (w *daemonSet) get(ctx context.Context) (err error) {
 func (w *daemonSet) update(ctx context.Context) (err error) {
 	w.obj, err = w.client.AppsV1().DaemonSets(w.ns).Update(ctx, w.obj, metav1.UpdateOptions{})
 	return err
+}
+func (w *daemonSet) informer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Apps().V1().DaemonSets().Informer()
 }
 func (w *daemonSet) setTarget(target *corev1.PodTemplateSpec, state *State) error {
 	if err := saveStrategy(state, w.obj.Spec.UpdateStrategy); err != nil {
@@ -243,6 +253,10 @@ func (w *deployment) get(ctx context.Context) (err error) {
 func (w *deployment) update(ctx context.Context) (err error) {
 	w.obj, err = w.client.AppsV1().Deployments(w.ns).Update(ctx, w.obj, metav1.UpdateOptions{})
 	return err
+}
+
+func (w *deployment) informer(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+	return f.Apps().V1().Deployments().Informer()
 }
 
 // setTarget leaves the original Deployment alone: its pods go site by site.

@@ -159,6 +159,9 @@ func TestRolloutStopsAtFailingSiteThenUndo(t *testing.T) {
 	if err != nil || !strings.Contains(status, "Failed at site site-b") {
 		t.Errorf("status: %v\n%s", err, status)
 	}
+	if _, _, err := stage(ctx, t, cp, "rollout", "status", "node", "-w"); err == nil || !strings.Contains(err.Error(), "failed at site site-b") {
+		t.Errorf("status --watch of a failed rollout must exit non-zero naming the site: %v", err)
+	}
 	// A new rollout is refused while this one is unfinished.
 	if _, _, err := stage(ctx, t, cp, "rollout", "node", "--image", "p2p:v3"); err == nil || !strings.Contains(err.Error(), "rollout resume") {
 		t.Errorf("second rollout over a failed one: %v", err)
@@ -262,6 +265,15 @@ func TestRolloutPauseResumeAcrossInvocations(t *testing.T) {
 		first <- err
 	}()
 	waitFile(t, reached)
+	// A watcher in yet another invocation follows the rollout until the pause.
+	watched := make(chan string, 1)
+	go func() {
+		out, _, err := stage(ctx, t, cp, "rollout", "status", "web", "--watch")
+		if err != nil {
+			out += "error: " + err.Error()
+		}
+		watched <- out
+	}()
 	out, _, err := stage(ctx, t, cp, "rollout", "pause", "web")
 	if err != nil || !strings.Contains(out, "paused") {
 		t.Fatalf("pause: %v\n%s", err, out)
@@ -274,6 +286,9 @@ func TestRolloutPauseResumeAcrossInvocations(t *testing.T) {
 	}
 	if !strings.Contains(firstOut, "Paused") {
 		t.Errorf("summary of the paused rollout:\n%s", firstOut)
+	}
+	if out := <-watched; !strings.Contains(out, "deployment/web revision 2: Paused") || strings.Contains(out, "error:") {
+		t.Errorf("status --watch should end with the pause:\n%s", out)
 	}
 	revs := revisions(t, cp, "web")
 	if revs["site-a"] != "2:p2p:v2" || revs["site-b"] != "1:p2p:v1" || revs["site-c"] != "1:p2p:v1" {

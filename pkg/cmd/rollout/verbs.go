@@ -53,8 +53,16 @@ func newVerb(f kcmdutil.Factory, streams genericiooptions.IOStreams, verb string
 }
 
 func newCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	var watch bool
 	cmd, o := newVerb(f, streams, "status", func(ctx context.Context, o *verbOptions) error {
-		res, err := o.roller.Status(ctx)
+		status := o.roller.Status
+		if watch {
+			status = o.roller.Follow
+		}
+		res, err := status(ctx)
+		if watch && res != nil && res.State != nil {
+			return report(o.Out, o.Output, res, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -65,10 +73,17 @@ func newCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 		return report(o.Out, o.Output, res, nil)
 	}, &cobra.Command{
 		Short: "Show the app's rollout: phase, revision, and each site's pods",
+		Long: templates.LongDesc(`
+			Show the app's rollout: its phase, revision, waves, and each site's
+			desired, updated and Ready pods. With --watch, follow it as it goes
+			(whoever runs it) until it completes, is paused, or fails; a failed
+			rollout exits non-zero.`),
 		Example: templates.Examples(`
 			kubectl stage rollout status sts/node
+			kubectl stage rollout status node -w
 			kubectl stage rollout status node -o json`),
 	})
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it completes, is paused or fails")
 	o.Output.AddFlags(cmd)
 	return cmd
 }
