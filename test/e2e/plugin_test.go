@@ -30,7 +30,9 @@ func TestKubectlFindsPlugin(t *testing.T) {
 	kubectl := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(tools.Kubectl, args...)
-		cmd.Env = append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"), "KUBECONFIG="+filepath.Join(binDir, "none"))
+		// Only the freshly built plugin on PATH: one installed on this machine
+		// (make install) would shadow or be shadowed by it.
+		cmd.Env = append(os.Environ(), "PATH="+binDir, "KUBECONFIG="+filepath.Join(binDir, "none"))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
