@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -374,8 +375,10 @@ func (r *Roller) Follow(ctx context.Context) (*Result, error) {
 	defer w.stop()
 	printed := map[string]SiteProgress{}
 	lastPhase := Phase("")
+	loc := Locator{NodeSite: map[string]string{}, Placed: map[string]string{}}
 	for {
-		res, err := r.Status(ctx)
+		// Everything comes from the watch caches: no request per event.
+		res, err := w.status(r, loc)
 		if err != nil {
 			return nil, err
 		}
@@ -427,8 +430,10 @@ func describeWaves(waves [][]string) string {
 // watcher keeps the app's pods and the nodes in informer caches and wakes
 // the rollout whenever one changes.
 type watcher struct {
-	pods    listersv1.PodLister
-	nodes   listersv1.NodeLister
+	pods  listersv1.PodLister
+	nodes listersv1.NodeLister
+	// self caches the workload, whose annotations hold the state.
+	self    cache.Store
 	changed chan struct{}
 	stop    context.CancelFunc
 }
@@ -471,7 +476,7 @@ func (r *Roller) watch(ctx context.Context) (*watcher, error) {
 		cancel()
 		return nil, err
 	}
-	w.pods, w.nodes = podInformer.Lister(), nodeInformer.Lister()
+	w.pods, w.nodes, w.self = podInformer.Lister(), nodeInformer.Lister(), self.GetStore()
 	podFactory.Start(ctx.Done())
 	nodeFactory.Start(ctx.Done())
 	selfFactory.Start(ctx.Done())
@@ -480,6 +485,34 @@ func (r *Roller) watch(ctx context.Context) (*watcher, error) {
 		return nil, fmt.Errorf("watching the pods of %s: %w", r.w.ref(), context.Cause(ctx))
 	}
 	return w, nil
+}
+
+// status is Roller.Status read from the caches.
+func (w *watcher) status(r *Roller, loc Locator) (*Result, error) {
+	key := r.w.ref().Namespace + "/" + r.w.ref().Name
+	obj, exists, err := w.self.GetByKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("%s was deleted", r.w.ref())
+	}
+	meta, err := apimeta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	state, _, err := ReadAnnotations(meta.GetAnnotations())
+	if err != nil || state == nil {
+		return &Result{Ref: r.w.ref(), State: state}, err
+	}
+	maps.Copy(loc.Placed, state.Placed)
+	pods, loc, err := w.podsAndSites(loc)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Ref: r.w.ref(), State: state}
+	res.Sites, _ = Count(pods, loc, sortedKeys(state.Desired), state.Desired, state.Revision, state.Gates.MinReady.Duration, r.now())
+	return res, nil
 }
 
 func (w *watcher) poke() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -221,7 +222,7 @@ func (o *Options) Run(ctx context.Context) error {
 
 // report prints the rollout's summary, then returns its error; a pause is
 // not an error.
-func report(out interface{ Write([]byte) (int, error) }, output *cmdutil.OutputFlags, res *rollout.Result, err error) error {
+func report(out io.Writer, output *cmdutil.OutputFlags, res *rollout.Result, err error) error {
 	if res != nil {
 		var printErr error
 		if output.Structured() {
