@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries the tests run (kube-apiserver,
-# kube-scheduler, kube-controller-manager and kubectl from k8s.io/kubernetes,
+# Builds the Kubernetes binaries the tests run (kube-apiserver,
+# kube-scheduler, kube-controller-manager, kubectl, and for real nodes kubeadm,
+# kubelet and kube-proxy, from k8s.io/kubernetes),
 # and kwok, plus the Helm CLI for chart tests)
 # into a cache folder keyed by version, and reuses what is already there.
 # Nothing is downloaded but Go modules.
@@ -23,17 +24,24 @@ ldflags="-s -w \
  -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
 
 mkdir -p "$out" "$kwok_out"
-for cmd in kube-apiserver kube-scheduler kube-controller-manager kubectl; do
-  if [ -x "$out/$cmd" ]; then
-    echo "cached: $out/$cmd"
-    continue
-  fi
-  echo "building $cmd $k8s_version (first time only: several minutes)"
-  start=$(date +%s)
-  (cd "$root/hack/tools" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
-  mv "$out/$cmd.tmp" "$out/$cmd"
-  echo "built $cmd in $(( $(date +%s) - start ))s"
-done
+# build_k8s CMD...: build each k8s.io/kubernetes command unless cached.
+build_k8s() {
+  local cmd start
+  for cmd in "$@"; do
+    if [ -x "$out/$cmd" ]; then
+      echo "cached: $out/$cmd"
+      continue
+    fi
+    echo "building $cmd $k8s_version (first time only: several minutes)"
+    start=$(date +%s)
+    (cd "$root/hack/tools" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+    mv "$out/$cmd.tmp" "$out/$cmd"
+    echo "built $cmd in $(( $(date +%s) - start ))s"
+  done
+}
+
+# The control plane first: most tests need only it.
+build_k8s kube-apiserver kube-scheduler kube-controller-manager kubectl
 
 # go_install_cached DIR BINARY PACKAGE@VERSION: go install into DIR unless there.
 go_install_cached() {
@@ -75,3 +83,6 @@ if [ ! -s "$kwok_out/stages.yaml" ]; then
   mv "$kwok_out/stages.yaml.tmp" "$kwok_out/stages.yaml"
   echo "wrote $kwok_out/stages.yaml"
 fi
+
+# The node components last: only the real-node tests and demo run them.
+build_k8s kubeadm kubelet kube-proxy

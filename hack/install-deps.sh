@@ -2,7 +2,9 @@
 # Installs the system packages kubectl-stage's tests and demo use, if they are
 # missing: etcd (Debian's etcd-server) for the test control plane; OpenVPN,
 # WireGuard tools, wireguard-go, iproute2, ping and iperf3 for the VPN tests in
-# network namespaces. Idempotent; needs root (or sudo) only when something is
+# network namespaces; containerd, runc, the CNI plugins, iptables, conntrack
+# and socat for the real-node tests (kubelet and kubeadm need them), and
+# shellcheck for the rendered join bundle. Idempotent; needs root (or sudo) only when something is
 # missing.
 set -euo pipefail
 
@@ -15,6 +17,14 @@ have wireguard-go || need+=(wireguard-go)
 have ip          || need+=(iproute2)
 have ping        || need+=(iputils-ping)
 have iperf3      || need+=(iperf3)
+have containerd  || need+=(containerd)
+have runc        || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+have shellcheck  || need+=(shellcheck)
+have conntrack   || need+=(conntrack)
+have iptables    || need+=(iptables)
+have nft         || need+=(nftables)
+have socat       || need+=(socat)
 have make        || need+=(make)
 have git         || need+=(git)
 
@@ -36,7 +46,10 @@ $sudo apt-get update -qq
 # --no-install-recommends keeps wireguard-tools from pulling in a kernel.
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts etcd as a service on install; the tests run their own.
-if have systemctl && systemctl is-active --quiet etcd 2>/dev/null; then
-  $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
-fi
+# Likewise containerd: every test machine runs its own.
+for svc in etcd containerd; do
+  if have systemctl && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  fi
+done
 echo "system packages: installed ${need[*]}"
