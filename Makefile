@@ -20,6 +20,10 @@ LDFLAGS      := -s -w \
 GO_BUILD_BASE := CGO_ENABLED=0 $(GO) build -trimpath
 GO_BUILD     := $(GO_BUILD_BASE) -ldflags "$(LDFLAGS)"
 
+# The binary cache `make tools` fills, keyed by version (STAGE_TOOLS_DIR moves it).
+TOOLS_DIR ?= $(or $(STAGE_TOOLS_DIR),$(CURDIR)/.cache/tools)
+HELM      := $(TOOLS_DIR)/helm-$(shell cat hack/tools/helm-version)/helm
+
 # Integration and end-to-end tests start real daemons; give them time.
 TEST_TIMEOUT ?= 30m
 
@@ -32,7 +36,7 @@ deps: ## Install the system packages (etcd, openvpn, wireguard, iperf3...) if mi
 	./hack/install-deps.sh
 
 .PHONY: tools
-tools: ## Build the test control plane (kube-apiserver, scheduler, controller-manager, kubectl, kwok) into .cache/tools
+tools: ## Build the test control plane, the node components (kubelet, kubeadm, kube-proxy), kwok, helm and krew into $(TOOLS_DIR)
 	./hack/build-tools.sh
 
 .PHONY: build
@@ -48,6 +52,10 @@ install: build ## Install kubectl-stage next to go's binaries (so `kubectl stage
 .PHONY: dist
 dist: tools ## Cross-build the plugin and webhook archives (linux/darwin/windows x amd64/arm64) and the chart into dist/, reproducibly
 	./hack/dist.sh all
+
+.PHONY: release-check
+release-check: tools ## Rebuild every platform's plugin archive and compare with krew.yaml (make test checks the host's only)
+	STAGE_RELEASE_ALL_PLATFORMS=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run Krew ./test/release/
 
 .PHONY: krew
 krew: ## Rebuild the plugin archives for the release in hack/release.env and rewrite krew.yaml with their checksums
@@ -92,8 +100,8 @@ build-webhook: ## Build the admission webhook server into bin/
 
 .PHONY: chart-lint
 chart-lint: tools ## helm lint and render the chart
-	.cache/tools/helm-$$(cat hack/tools/helm-version)/helm lint --strict charts/kubectl-stage
-	.cache/tools/helm-$$(cat hack/tools/helm-version)/helm template stage charts/kubectl-stage >/dev/null
+	$(HELM) lint --strict charts/kubectl-stage
+	$(HELM) template stage charts/kubectl-stage >/dev/null
 
 .PHONY: fuzz
 fuzz: ## Fuzz the webhook's AdmissionReview decoding and mutation for 60s
@@ -109,4 +117,4 @@ clean: ## Remove build outputs (keeps the control-plane cache; clean-tools remov
 
 .PHONY: clean-tools
 clean-tools: ## Remove the cached control-plane binaries
-	rm -rf .cache/tools
+	rm -rf $(TOOLS_DIR)

@@ -40,7 +40,8 @@ archive() {
 
 chart() {
   local helm
-  helm=$(ls .cache/tools/helm-*/helm 2>/dev/null | head -1)
+  helm=${STAGE_TOOLS_DIR:-.cache/tools}/helm-$(tr -d '[:space:]' < hack/tools/helm-version)/helm
+  [[ -x $helm ]] || helm=""
   if [[ -z $helm ]]; then
     echo "helm is not built: run make tools" >&2
     exit 1
