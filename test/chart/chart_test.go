@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -192,7 +194,7 @@ func TestChartOptions(t *testing.T) {
 func TestChartAppliesToAPIServer(t *testing.T) {
 	ctx := context.Background()
 	cp := harness.StartForTest(t, harness.Options{})
-	manifest, _ := render(t)
+	manifest, objs := render(t)
 	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -211,12 +213,171 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	if _, err := cp.Client.PolicyV1().PodDisruptionBudgets(namespace).Get(ctx, "stage-kubectl-stage-webhook", metav1.GetOptions{}); err != nil {
 		t.Error(err)
 	}
-	// Re-applying is a no-op: the chart is declarative.
+	// Re-applying is a no-op: the chart is declarative, so no object it
+	// renders may be written again (kubectl may still send a PDB's selector,
+	// whose patch strategy is replace, so compare resourceVersions rather
+	// than kubectl's words).
+	before := resourceVersions(t, cp, manifest)
+	if len(before) != len(objs) {
+		t.Fatalf("the cluster holds %d of the %d objects the chart renders: %v", len(before), len(objs), before)
+	}
 	again := exec.Command(cp.Tools.Kubectl, "--kubeconfig", cp.Kubeconfig, "apply", "-f", "-")
 	again.Stdin = bytes.NewBufferString(manifest)
 	out, err := again.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "unchanged") {
-		t.Errorf("re-apply: %v\n%s", err, out)
+	if err != nil {
+		t.Fatalf("re-apply: %v\n%s", err, out)
+	}
+	after := resourceVersions(t, cp, manifest)
+	for key, rv := range before {
+		if after[key] != rv {
+			t.Errorf("re-apply rewrote %s (resourceVersion %s -> %s); kubectl said:\n%s", key, rv, after[key], out)
+		}
+	}
+
+	// A single replica with failurePolicy Fail blocks opted-in pods while it
+	// restarts: the install notes say so.
+	// Another release name, so that its objects do not collide with the
+	// ones applied above.
+	notes := helm(t, "install", "notes", chartDir, "--dry-run", "--namespace", namespace, "--kubeconfig", cp.Kubeconfig, "--set", "replicaCount=1")
+	if !strings.Contains(notes, "WARNING: one webhook replica with failurePolicy Fail") {
+		t.Errorf("the notes of a single-replica install do not warn:\n%s", notes)
+	}
+	notes = helm(t, "install", "notes", chartDir, "--dry-run", "--namespace", namespace, "--kubeconfig", cp.Kubeconfig)
+	if strings.Contains(notes, "WARNING") {
+		t.Errorf("the notes of a default install warn:\n%s", notes)
+	}
+}
+
+// resourceVersions maps each object of manifest, as stored, to its resourceVersion.
+func resourceVersions(t *testing.T, cp *harness.ControlPlane, manifest string) map[string]string {
+	t.Helper()
+	cmd := exec.Command(cp.Tools.Kubectl, "--kubeconfig", cp.Kubeconfig, "get", "-f", "-",
+		"-o", `jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}`)
+	cmd.Stdin = bytes.NewBufferString(manifest)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl get -f: %v", err)
+	}
+	versions := map[string]string{}
+	for _, line := range strings.Fields(string(out)) {
+		key, rv, _ := strings.Cut(line, "=")
+		versions[key] = rv
+	}
+	return versions
+}
+
+// TestChartCombinations renders and lints every combination of certificate
+// mode, webhook URL and replica count, and checks what each must render.
+func TestChartCombinations(t *testing.T) {
+	svcName := "stage-kubectl-stage-webhook." + namespace + ".svc"
+	for _, certManager := range []bool{false, true} {
+		for _, url := range []string{"", "https://127.0.0.1:9443", "https://stage.example.org:9443"} {
+			for _, replicas := range []int{1, 2} {
+				set := []string{fmt.Sprintf("certificates.certManager.enabled=%t", certManager), "webhook.url=" + url, fmt.Sprintf("replicaCount=%d", replicas)}
+				t.Run(strings.Join(set, ","), func(t *testing.T) {
+					out := helm(t, "lint", "--strict", chartDir, "--set", strings.Join(set, ","))
+					if !strings.Contains(out, "0 chart(s) failed") {
+						t.Errorf("helm lint:\n%s", out)
+					}
+					_, objs := render(t, set...)
+					inCluster := url == ""
+					for _, kind := range []string{"Deployment", "Service"} {
+						if got := objs[kind+"/stage-kubectl-stage-webhook"] != nil; got != inCluster {
+							t.Errorf("%s rendered: %t, want %t", kind, got, inCluster)
+						}
+					}
+					if got, want := objs["PodDisruptionBudget/stage-kubectl-stage-webhook"] != nil, inCluster && replicas > 1; got != want {
+						t.Errorf("PodDisruptionBudget rendered: %t, want %t", got, want)
+					}
+					if inCluster {
+						deploy := convert[appsv1.Deployment](t, objs["Deployment/stage-kubectl-stage-webhook"])
+						if int(*deploy.Spec.Replicas) != replicas {
+							t.Errorf("replicas %d, want %d", *deploy.Spec.Replicas, replicas)
+						}
+					}
+					hosts := []string{svcName}
+					if url != "" {
+						hosts = append(hosts, strings.TrimSuffix(strings.TrimPrefix(url, "https://"), ":9443"))
+					}
+					if certManager {
+						checkCertManagerNames(t, objs, hosts)
+					} else {
+						checkGeneratedCertificate(t, objs, hosts)
+					}
+				})
+			}
+		}
+	}
+}
+
+// checkCertManagerNames asserts the cert-manager Certificate covers hosts.
+func checkCertManagerNames(t *testing.T, objs map[string]*unstructured.Unstructured, hosts []string) {
+	t.Helper()
+	if objs["Secret/stage-kubectl-stage-webhook-tls"] != nil {
+		t.Error("cert-manager mode also renders a generated Secret")
+	}
+	cert := objs["Certificate/stage-kubectl-stage-webhook"]
+	if cert == nil {
+		t.Fatal("no Certificate")
+	}
+	dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	ips, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "ipAddresses")
+	for _, h := range hosts {
+		if !slices.Contains(dns, h) && !slices.Contains(ips, h) {
+			t.Errorf("the Certificate covers %v and %v, not %s", dns, ips, h)
+		}
+	}
+}
+
+// checkGeneratedCertificate asserts the generated serving certificate
+// verifies against the webhook configuration's caBundle for every host.
+func checkGeneratedCertificate(t *testing.T, objs map[string]*unstructured.Unstructured, hosts []string) {
+	t.Helper()
+	secret := convert[corev1.Secret](t, objs["Secret/stage-kubectl-stage-webhook-tls"])
+	serving, err := pki.ParseCertificate(decode(t, secret.Data["tls.crt"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, objs["MutatingWebhookConfiguration/stage-kubectl-stage"])
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(mwc.Webhooks[0].ClientConfig.CABundle) {
+		t.Fatal("caBundle is not a PEM certificate")
+	}
+	for _, h := range hosts {
+		if _, err := serving.Verify(x509.VerifyOptions{Roots: roots, DNSName: h}); err != nil {
+			t.Errorf("the serving certificate does not verify for %s: %v", h, err)
+		}
+	}
+}
+
+// TestChartRejectsBadValues: the schema and the chart's own checks refuse
+// bad values before anything reaches the API server, in Helm's words.
+func TestChartRejectsBadValues(t *testing.T) {
+	tools, err := harness.FindTools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ set, want string }{
+		{"replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"},
+		{"webhook.timeoutSeconds=31", "at '/webhook/timeoutSeconds': maximum: got 31, want 30"},
+		{"webhook.failurePolicy=Sometimes", "at '/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'"},
+		{"image.pullPolicy=Maybe", "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"},
+		{"webhook.url=http://127.0.0.1:9443", "at '/webhook/url': 'http://127.0.0.1:9443' does not match pattern"},
+		{"webhook.port=0", "at '/webhook/port': minimum: got 0, want 1"},
+		{"replicaCuont=2", "additional properties 'replicaCuont' not allowed"},
+		{"metrics.port=9443", "metrics.port and webhook.port are both 9443: give each endpoint its own port"},
+		{"serviceAccount.create=false", "serviceAccount.name is required when serviceAccount.create is false"},
+		{"podDisruptionBudget.maxUnavailable=1", "podDisruptionBudget: set minAvailable or maxUnavailable, not both"},
+	} {
+		t.Run(tc.set, func(t *testing.T) {
+			out, err := exec.Command(tools.Helm, "template", "stage", chartDir, "--set", tc.set).CombinedOutput()
+			if err == nil {
+				t.Fatalf("helm template accepted %s", tc.set)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("helm template --set %s:\n%s\nwant the message %q", tc.set, out, tc.want)
+			}
+		})
 	}
 }
 

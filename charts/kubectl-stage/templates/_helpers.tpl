@@ -37,3 +37,41 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- range .Values.webhook.excludeNamespaces }}{{ $ns = append $ns . }}{{ end -}}
 {{- toJson (uniq $ns) -}}
 {{- end -}}
+
+{{/* The webhook's ServiceAccount: created by the chart or brought by the user. */}}
+{{- define "kubectl-stage.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kubectl-stage.webhookName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false: name the existing ServiceAccount the webhook runs as" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The serving certificate's names: the Service's DNS names, and the host
+     of webhook.url when the webhook is served from outside the cluster. */}}
+{{- define "kubectl-stage.certificateNames" -}}
+{{- $svc := include "kubectl-stage.webhookName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $dnsNames := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- $ips := list -}}
+{{- with .Values.webhook.url -}}
+{{- $host := (urlParse .).hostname -}}
+{{- if regexMatch "^[0-9.]+$|:" $host -}}{{- $ips = append $ips $host -}}{{- else -}}{{- $dnsNames = append $dnsNames $host -}}{{- end -}}
+{{- end -}}
+{{- toJson (dict "dnsNames" $dnsNames "ipAddresses" $ips) -}}
+{{- end -}}
+
+{{/* Refuses values that the schema cannot check: ports that collide. */}}
+{{- define "kubectl-stage.validate" -}}
+{{- $ports := dict -}}
+{{- range $name, $port := dict "webhook.port" .Values.webhook.port "metrics.port" .Values.metrics.port "health.port" .Values.health.port -}}
+{{- $key := toString $port -}}
+{{- if hasKey $ports $key -}}
+{{- fail (printf "%s and %s are both %s: give each endpoint its own port" (get $ports $key) $name $key) -}}
+{{- end -}}
+{{- $_ := set $ports $key $name -}}
+{{- end -}}
+{{- if and .Values.podDisruptionBudget.minAvailable .Values.podDisruptionBudget.maxUnavailable -}}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (set the other to null)" -}}
+{{- end -}}
+{{- end -}}
