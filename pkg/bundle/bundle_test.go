@@ -23,8 +23,8 @@ func sample() Bundle {
 
 func TestJoinConfiguration(t *testing.T) {
 	jc := sample().JoinConfiguration()
-	for _, want := range []string{"kind: JoinConfiguration", `apiServerEndpoint: "10.23.0.1:6443"`, `token: "abcdef.0123456789abcdef"`,
-		`- "sha256:00"`, "name: node-ip\n    value: \"10.23.0.2\"", `value: "kubectl-stage.io/site=tokyo,topology.kubernetes.io/zone=tokyo"`} {
+	for _, want := range []string{"kind: JoinConfiguration", `apiServerEndpoint: 10.23.0.1:6443`, `token: abcdef.0123456789abcdef`,
+		`- sha256:00`, "- name: node-ip\n    value: 10.23.0.2", `value: kubectl-stage.io/site=tokyo,topology.kubernetes.io/zone=tokyo`} {
 		if !strings.Contains(jc, want) {
 			t.Errorf("JoinConfiguration lacks %q:\n%s", want, jc)
 		}
