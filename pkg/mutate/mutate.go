@@ -7,8 +7,10 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 )
@@ -29,6 +31,9 @@ type Decision struct {
 	Mutated bool
 	// Reason explains a skip, for the admission response and the logs.
 	Reason string
+	// Warnings are doubts about an admitted pod, returned as admission
+	// warnings (kubectl prints them).
+	Warnings []string
 }
 
 // OptedIn reports whether the pod or its namespace asked for the webhook.
@@ -51,17 +56,21 @@ func OptedIn(pod *corev1.Pod, namespaceLabels map[string]string) (bool, string) 
 
 // config is the pod's parsed annotations.
 type config struct {
-	app         string
-	sites       []string
-	placement   string
+	app       string
+	sites     []string
+	placement string
+	// sitesValue is the sites annotation as written ("all" when absent),
+	// for messages.
+	sitesValue  string
 	port        int
 	seeds       int
 	seedService string
 }
 
 // Mutate returns a mutated copy of pod (the original is not modified).
-// Mutating an already-mutated pod changes nothing. A malformed annotation is
-// an error whose message names the annotation and the accepted values.
+// Mutating an already-mutated pod changes nothing. A malformed annotation, or
+// a pod the placement or the advertised address cannot work for, is an error
+// whose message names the fix.
 func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View) (*corev1.Pod, Decision, error) {
 	if ok, reason := OptedIn(pod, namespaceLabels); !ok {
 		return pod, Decision{Reason: reason}, nil
@@ -70,37 +79,38 @@ func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View) (*cor
 	if err != nil {
 		return nil, Decision{}, err
 	}
+	warnings, err := checkAdvertisedAddress(pod, cfg)
+	if err != nil {
+		return nil, Decision{}, err
+	}
+	where := place(pod, cfg)
+	if err := where.checkUserSites(pod); err != nil {
+		return nil, Decision{}, err
+	}
+	if err := where.checkUserSiteEnv(pod); err != nil {
+		return nil, Decision{}, err
+	}
+
 	out := pod.DeepCopy()
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
 	out.Labels[api.LabelApp] = cfg.app
-
-	peers := view.Peers(pod.Namespace, cfg.app)
-	site := ""
-	if cfg.placement == PlacementOnePerSite {
-		site = pinnedSite(out)
-		if ordinal, ok := statefulSetOrdinal(pod); site == "" && ok {
-			site = cfg.sites[ordinal%len(cfg.sites)]
+	requireSites(out, where.sites)
+	if where.site == "" {
+		if err := spreadOverSites(out, cfg); err != nil {
+			return nil, Decision{}, err
 		}
-		if site == "" {
-			site = leastPopulatedSite(cfg.sites, peers, pod.Name)
-		}
-		requireSites(out, []string{site})
-	} else {
-		requireSites(out, cfg.sites)
-		spreadOverSites(out, cfg.app)
 	}
-
-	seeds := chooseSeeds(peers, pod.Name, site, cfg)
-	injectEnv(out, cfg, site, seeds)
+	seeds := chooseSeeds(view.Peers(pod.Namespace, cfg.app), pod.Name, where.site, cfg)
+	injectEnv(out, cfg, where.site, seeds)
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
-	if _, done := out.Annotations[api.AnnotationInjected]; !done {
-		out.Annotations[api.AnnotationInjected] = fmt.Sprintf("app=%s placement=%s sites=%s seeds=%d", cfg.app, cfg.placement, strings.Join(cfg.sites, ","), len(seeds))
-	}
-	return out, Decision{Mutated: true}, nil
+	// Always rewritten (a value the user wrote is not a record of what was
+	// done), from the pod itself so that re-mutation gives the same text.
+	out.Annotations[api.AnnotationInjected] = where.summary(out, cfg)
+	return out, Decision{Mutated: true, Warnings: warnings}, nil
 }
 
 func parse(pod *corev1.Pod, view View) (config, error) {
@@ -126,6 +136,7 @@ func parse(pod *corev1.Pod, view View) (config, error) {
 	if cfg.sites, err = parseSites(ann[api.AnnotationSites], view.Sites()); err != nil {
 		return cfg, err
 	}
+	cfg.sitesValue = firstNonEmpty(ann[api.AnnotationSites], "all")
 
 	if v, ok := ann[api.AnnotationPort]; ok {
 		cfg.port, err = strconv.Atoi(v)
@@ -182,10 +193,11 @@ func parseSites(value string, known []string) ([]string, error) {
 }
 
 // requireSites ANDs "site In sites" into every required node-affinity term
-// (terms are ORed, so adding to each keeps the user's alternatives), or adds
-// a term if there is none.
+// (terms are ORed, so adding to each keeps the user's alternatives while no
+// alternative escapes the sites), or adds a term if there is none. A term
+// already holding exactly that requirement is left alone, so re-mutation
+// adds nothing.
 func requireSites(pod *corev1.Pod, sites []string) {
-	req := corev1.NodeSelectorRequirement{Key: api.LabelSite, Operator: corev1.NodeSelectorOpIn, Values: sites}
 	if pod.Spec.Affinity == nil {
 		pod.Spec.Affinity = &corev1.Affinity{}
 	}
@@ -200,38 +212,56 @@ func requireSites(pod *corev1.Pod, sites []string) {
 	if len(*terms) == 0 {
 		*terms = append(*terms, corev1.NodeSelectorTerm{})
 	}
+	isOurs := func(e corev1.NodeSelectorRequirement) bool {
+		return e.Key == api.LabelSite && e.Operator == corev1.NodeSelectorOpIn && slices.Equal(e.Values, sites)
+	}
 	for i := range *terms {
 		term := &(*terms)[i]
-		if !slices.ContainsFunc(term.MatchExpressions, func(e corev1.NodeSelectorRequirement) bool { return e.Key == api.LabelSite }) {
-			term.MatchExpressions = append(term.MatchExpressions, req)
+		if !slices.ContainsFunc(term.MatchExpressions, isOurs) {
+			term.MatchExpressions = append(term.MatchExpressions, corev1.NodeSelectorRequirement{Key: api.LabelSite, Operator: corev1.NodeSelectorOpIn, Values: sites})
 		}
 	}
 }
 
-// spreadOverSites adds a topology spread constraint on the site label unless
-// the user already wrote one.
-func spreadOverSites(pod *corev1.Pod, app string) {
-	if slices.ContainsFunc(pod.Spec.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool { return c.TopologyKey == api.LabelSite }) {
-		return
-	}
-	pod.Spec.TopologySpreadConstraints = append(pod.Spec.TopologySpreadConstraints, corev1.TopologySpreadConstraint{
+// siteSpread is the webhook's topology spread over the app's peers: maxSkew
+// 1 and DoNotSchedule, so no site gets a second peer while a chosen site has
+// none. The scheduler counts the pods it has just placed (its assumed pods),
+// so this holds when many pods are created at once, which no count taken at
+// admission can: N pods over N sites are one per site. For one-per-site,
+// MinDomains (the number of sites) keeps that true while a site has no
+// schedulable node: the pod waits instead of doubling up elsewhere.
+func siteSpread(cfg config) corev1.TopologySpreadConstraint {
+	c := corev1.TopologySpreadConstraint{
 		MaxSkew:           1,
 		TopologyKey:       api.LabelSite,
 		WhenUnsatisfiable: corev1.DoNotSchedule,
-		LabelSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{api.LabelApp: app}},
-	})
+		LabelSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{api.LabelApp: cfg.app}},
+	}
+	if cfg.placement == PlacementOnePerSite {
+		c.MinDomains = ptr.To(int32(len(cfg.sites)))
+	}
+	return c
 }
 
-// pinnedSite is the site an earlier mutation pinned the pod to, if any.
-func pinnedSite(pod *corev1.Pod) string {
-	for _, c := range pod.Spec.Containers {
-		for _, e := range c.Env {
-			if e.Name == api.EnvSite && e.Value != "" {
-				return e.Value
-			}
+// spreadOverSites adds siteSpread. Under spread, a constraint the user wrote
+// on the site label is kept instead; one-per-site guarantees its placement
+// only with its own, so it refuses another.
+func spreadOverSites(pod *corev1.Pod, cfg config) error {
+	ours := siteSpread(cfg)
+	for _, c := range pod.Spec.TopologySpreadConstraints {
+		if c.TopologyKey != api.LabelSite || equality.Semantic.DeepEqual(c, ours) {
+			continue
 		}
+		if cfg.placement == PlacementOnePerSite {
+			return fmt.Errorf("%s=%s spreads the pods itself (maxSkew 1, DoNotSchedule on %s over the app's pods), but the pod has its own spread constraint on %s: remove it, or use %s=%s to keep yours",
+				api.AnnotationPlacement, PlacementOnePerSite, api.LabelSite, api.LabelSite, api.AnnotationPlacement, PlacementSpread)
+		}
+		return nil
 	}
-	return ""
+	if !slices.ContainsFunc(pod.Spec.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool { return equality.Semantic.DeepEqual(c, ours) }) {
+		pod.Spec.TopologySpreadConstraints = append(pod.Spec.TopologySpreadConstraints, ours)
+	}
+	return nil
 }
 
 // statefulSetOrdinal returns the ordinal of a StatefulSet's pod. Such pods
@@ -251,40 +281,29 @@ func statefulSetOrdinal(pod *corev1.Pod) (int, bool) {
 	return ordinal, err == nil && ordinal >= 0
 }
 
-// leastPopulatedSite picks, among sites, the one with the fewest peers of the
-// app (other than this pod); ties go to the first by name.
-func leastPopulatedSite(sites []string, peers []Peer, self string) string {
-	count := map[string]int{}
-	for _, p := range peers {
-		if p.Name != self {
-			count[p.Site]++
-		}
-	}
-	best := sites[0]
-	for _, s := range sites[1:] {
-		if count[s] < count[best] {
-			best = s
-		}
-	}
-	return best
-}
-
-// chooseSeeds picks up to cfg.seeds ready peers, round-robin over sites so
-// seeds come from as many sites as possible, the pod's own site last.
+// chooseSeeds picks up to cfg.seeds ready peers that their address reaches,
+// round-robin over sites so seeds come from as many sites as possible, the
+// pod's own site last. An address is listed once, however many peers share it.
 func chooseSeeds(peers []Peer, self, ownSite string, cfg config) []string {
 	if cfg.seeds == 0 {
 		return nil
 	}
-	bySite := map[string][]Peer{}
+	bySite := map[string][]string{}
+	listed := map[string]bool{}
 	var sites []string
 	for _, p := range peers {
-		if !p.Ready || p.HostIP == "" || p.Name == self {
+		if !p.Ready || p.HostIP == "" || p.Name == self || !p.reachableAt(cfg.port) {
 			continue
 		}
+		addr := address(p.HostIP, cfg.port)
+		if listed[addr] {
+			continue
+		}
+		listed[addr] = true
 		if _, seen := bySite[p.Site]; !seen {
 			sites = append(sites, p.Site)
 		}
-		bySite[p.Site] = append(bySite[p.Site], p)
+		bySite[p.Site] = append(bySite[p.Site], addr)
 	}
 	slices.SortFunc(sites, func(a, b string) int {
 		// Other sites first; then by name for a stable order.
@@ -301,7 +320,7 @@ func chooseSeeds(peers []Peer, self, ownSite string, cfg config) []string {
 		added := false
 		for _, s := range sites {
 			if round < len(bySite[s]) && len(seeds) < cfg.seeds {
-				seeds = append(seeds, address(bySite[s][round].HostIP, cfg.port))
+				seeds = append(seeds, bySite[s][round])
 				added = true
 			}
 		}
@@ -323,17 +342,14 @@ func address(ip string, port int) string {
 }
 
 // injectEnv adds the advertisement and seed variables to every container
-// and init container; a variable the user already defined is left alone.
+// and init container; a variable the user already defined in env is left
+// alone (checkUserSiteEnv has refused a STAGE_SITE that is not the site).
 func injectEnv(pod *corev1.Pod, cfg config, site string, seeds []string) {
-	siteVar := corev1.EnvVar{Name: api.EnvSite, ValueFrom: fieldRef("metadata.labels['" + api.LabelZone + "']")}
-	if site != "" {
-		siteVar = corev1.EnvVar{Name: api.EnvSite, Value: site}
-	}
 	vars := []corev1.EnvVar{
 		{Name: api.EnvAdvertiseIP, ValueFrom: fieldRef("status.hostIP")},
 		{Name: api.EnvNodeName, ValueFrom: fieldRef("spec.nodeName")},
 		{Name: api.EnvPodName, ValueFrom: fieldRef("metadata.name")},
-		siteVar,
+		siteVar(site),
 	}
 	if cfg.port != 0 {
 		// $(VAR) expands variables defined earlier in the list.
@@ -343,16 +359,35 @@ func injectEnv(pod *corev1.Pod, cfg config, site string, seeds []string) {
 		corev1.EnvVar{Name: api.EnvPeerSeeds, Value: strings.Join(seeds, ",")},
 		corev1.EnvVar{Name: api.EnvSeedDNS, Value: fmt.Sprintf("%s.%s.svc.cluster.local", cfg.seedService, pod.Namespace)},
 	)
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for i := range list {
-			c := &list[i]
-			for _, v := range vars {
-				if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v.Name }) {
-					c.Env = append(c.Env, v)
-				}
+	for _, c := range containers(pod) {
+		for _, v := range vars {
+			if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v.Name }) {
+				c.Env = append(c.Env, v)
 			}
 		}
 	}
+}
+
+// siteVar is STAGE_SITE: the pinned site, or, when the scheduler picks the
+// site, the zone label the API server copies from the node at binding.
+func siteVar(site string) corev1.EnvVar {
+	if site != "" {
+		return corev1.EnvVar{Name: api.EnvSite, Value: site}
+	}
+	return zoneSiteVar
+}
+
+var zoneSiteVar = corev1.EnvVar{Name: api.EnvSite, ValueFrom: fieldRef("metadata.labels['" + api.LabelZone + "']")}
+
+// containers are the pod's init containers and containers, for editing.
+func containers(pod *corev1.Pod) []*corev1.Container {
+	var all []*corev1.Container
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			all = append(all, &list[i])
+		}
+	}
+	return all
 }
 
 func fieldRef(path string) *corev1.EnvVarSource {

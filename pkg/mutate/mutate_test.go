@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k8s.io/utils/ptr"
+
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 )
 
@@ -16,10 +18,10 @@ var view = StaticView{
 	SiteNames: []string{"frankfurt", "osaka", "tokyo"},
 	PeersByApp: map[string][]Peer{
 		"p2p/gossip": {
-			{Name: "gossip-0", Site: "tokyo", HostIP: "10.23.0.2", Ready: true},
-			{Name: "gossip-1", Site: "tokyo", HostIP: "10.23.0.3", Ready: true},
-			{Name: "gossip-2", Site: "osaka", HostIP: "10.23.0.4", Ready: true},
-			{Name: "gossip-3", Site: "frankfurt", HostIP: "10.23.0.5", Ready: false},
+			{Name: "gossip-0", Site: "tokyo", HostIP: "10.23.0.2", Ready: true, HostNetwork: true},
+			{Name: "gossip-1", Site: "tokyo", HostIP: "10.23.0.3", Ready: true, HostNetwork: true},
+			{Name: "gossip-2", Site: "osaka", HostIP: "10.23.0.4", Ready: true, HostNetwork: true},
+			{Name: "gossip-3", Site: "frankfurt", HostIP: "10.23.0.5", Ready: false, HostNetwork: true},
 		},
 	},
 }
@@ -31,7 +33,8 @@ func pod(mods ...func(*corev1.Pod)) *corev1.Pod {
 			Labels:      map[string]string{"app": "gossip", api.LabelInject: api.LabelInjectValue},
 			Annotations: map[string]string{},
 		},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "node", Image: "gossip:v1"}}},
+		// On the host network, so that its node's IP reaches it.
+		Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "node", Image: "gossip:v1"}}},
 	}
 	for _, m := range mods {
 		m(p)
@@ -120,24 +123,40 @@ func TestSpreadAcrossAllSites(t *testing.T) {
 	}
 }
 
-func TestOnePerSitePinsTheEmptiestSite(t *testing.T) {
+// A one-per-site pod that is not a StatefulSet's is not pinned at admission,
+// where pods admitted but not yet scheduled are at no site: the scheduler
+// spreads it (maxSkew 1, DoNotSchedule), counting the pods it just placed.
+func TestOnePerSiteSpreadsOtherPods(t *testing.T) {
 	got, _, err := Mutate(pod(annotate(api.AnnotationPlacement, PlacementOnePerSite), annotate(api.AnnotationSeeds, "2")), nil, view)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// frankfurt has one (unready) peer, osaka one, tokyo two: frankfurt
-	// comes first by name among the least populated.
-	if sites := siteRequirement(t, got, 0); len(sites) != 1 || sites[0] != "frankfurt" {
-		t.Errorf("pinned to %v, want [frankfurt]", sites)
+	if sites := siteRequirement(t, got, 0); strings.Join(sites, ",") != "frankfurt,osaka,tokyo" {
+		t.Errorf("required sites %v, want all three", sites)
 	}
-	if site, _ := env(got, api.EnvSite); site.Value != "frankfurt" {
-		t.Errorf("%s = %+v", api.EnvSite, site)
+	want := corev1.TopologySpreadConstraint{
+		MaxSkew: 1, TopologyKey: api.LabelSite, WhenUnsatisfiable: corev1.DoNotSchedule, MinDomains: ptr.To(int32(3)),
+		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{api.LabelApp: "gossip"}},
 	}
-	if len(got.Spec.TopologySpreadConstraints) != 0 {
-		t.Error("one-per-site pods need no spread constraint")
+	if c := got.Spec.TopologySpreadConstraints; len(c) != 1 || !equality.Semantic.DeepEqual(c[0], want) {
+		t.Errorf("spread constraints = %+v, want exactly %+v", c, want)
+	}
+	if site, _ := env(got, api.EnvSite); !equality.Semantic.DeepEqual(site, zoneSiteVar) {
+		t.Errorf("%s = %+v, want the zone label through the downward API", api.EnvSite, site)
 	}
 	if seeds, _ := env(got, api.EnvPeerSeeds); seeds.Value != "10.23.0.4,10.23.0.2" {
-		t.Errorf("seeds = %q, want other sites first, 2 of them", seeds.Value)
+		t.Errorf("seeds = %q, want round-robin over sites, 2 of them", seeds.Value)
+	}
+
+	// One-per-site holds only with its own spread constraint.
+	user := pod(annotate(api.AnnotationPlacement, PlacementOnePerSite), func(p *corev1.Pod) {
+		p.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 2, TopologyKey: api.LabelSite, WhenUnsatisfiable: corev1.ScheduleAnyway}}
+	})
+	_, _, err = Mutate(user, nil, view)
+	wantErr := "kubectl-stage.io/placement=one-per-site spreads the pods itself (maxSkew 1, DoNotSchedule on kubectl-stage.io/site over the app's pods), " +
+		"but the pod has its own spread constraint on kubectl-stage.io/site: remove it, or use kubectl-stage.io/placement=spread to keep yours"
+	if err == nil || err.Error() != wantErr {
+		t.Errorf("error = %v\nwant %q", err, wantErr)
 	}
 }
 
@@ -220,7 +239,7 @@ func TestFirstPeerGetsNoSeeds(t *testing.T) {
 func TestSeedCountLimits(t *testing.T) {
 	many := make([]Peer, 2000)
 	for i := range many {
-		many[i] = Peer{Name: fmt.Sprintf("p-%d", i), Site: []string{"a", "b", "c"}[i%3], HostIP: fmt.Sprintf("10.23.%d.%d", i/250, i%250+1), Ready: true}
+		many[i] = Peer{Name: fmt.Sprintf("p-%d", i), Site: []string{"a", "b", "c"}[i%3], HostIP: fmt.Sprintf("10.23.%d.%d", i/250, i%250+1), Ready: true, HostNetwork: true}
 	}
 	big := StaticView{SiteNames: []string{"a", "b", "c"}, PeersByApp: map[string][]Peer{"p2p/gossip": many}}
 	got, _, err := Mutate(pod(annotate(api.AnnotationSeeds, "256")), nil, big)
@@ -270,7 +289,7 @@ func TestMalformedAnnotations(t *testing.T) {
 func BenchmarkMutateWith10000Peers(b *testing.B) {
 	peers := make([]Peer, 10000)
 	for i := range peers {
-		peers[i] = Peer{Name: fmt.Sprintf("gossip-%d", i), Site: fmt.Sprintf("site-%d", i%30), HostIP: fmt.Sprintf("10.23.%d.%d", i/250, i%250+1), Ready: i%10 != 0}
+		peers[i] = Peer{Name: fmt.Sprintf("gossip-%d", i), Site: fmt.Sprintf("site-%d", i%30), HostIP: fmt.Sprintf("10.23.%d.%d", i/250, i%250+1), Ready: i%10 != 0, HostNetwork: true}
 	}
 	sites := make([]string, 30)
 	for i := range sites {
@@ -297,9 +316,9 @@ func TestOnePerSitePlacesStatefulSetPodsByOrdinal(t *testing.T) {
 		{"gossip-0", "gossip", "StatefulSet", "frankfurt"},
 		{"gossip-1", "gossip", "StatefulSet", "osaka"},
 		{"gossip-2", "gossip", "StatefulSet", "tokyo"},
-		{"gossip-4", "gossip", "StatefulSet", "osaka"},     // wraps around
-		{"gossip-x", "gossip", "StatefulSet", "frankfurt"}, // no ordinal: fewest peers
-		{"web-2", "web", "ReplicaSet", "frankfurt"},        // not a StatefulSet: fewest peers
+		{"gossip-4", "gossip", "StatefulSet", "osaka"}, // wraps around
+		{"gossip-x", "gossip", "StatefulSet", ""},      // no ordinal: spread by the scheduler
+		{"web-2", "web", "ReplicaSet", ""},             // not a StatefulSet: spread by the scheduler
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"/"+tt.ownerKind, func(t *testing.T) {
@@ -312,8 +331,15 @@ func TestOnePerSitePlacesStatefulSetPodsByOrdinal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sites := siteRequirement(t, got, 0); len(sites) != 1 || sites[0] != tt.want {
-				t.Errorf("pinned to %v, want [%s]", sites, tt.want)
+			sites, pinned := siteRequirement(t, got, 0), ""
+			if len(sites) == 1 {
+				pinned = sites[0]
+			}
+			if pinned != tt.want {
+				t.Errorf("pinned to %v, want %q (empty: not pinned)", sites, tt.want)
+			}
+			if site, _ := env(got, api.EnvSite); !equality.Semantic.DeepEqual(site, siteVar(tt.want)) {
+				t.Errorf("%s = %+v, want %+v", api.EnvSite, site, siteVar(tt.want))
 			}
 		})
 	}

@@ -3,6 +3,8 @@
 // (the view is served from informer caches), deterministic and easy to test.
 package mutate
 
+import "slices"
+
 // Peer is a pod of the same app as seen in the cluster.
 type Peer struct {
 	Name string
@@ -12,6 +14,17 @@ type Peer struct {
 	HostIP string
 	// Ready is true when the pod is Running and Ready.
 	Ready bool
+	// HostNetwork and HostPorts (the hostPorts its containers declare) tell
+	// whether its node's IP reaches it at all.
+	HostNetwork bool
+	HostPorts   []int32
+}
+
+// reachableAt reports whether the peer answers at its node's IP on port
+// (0: the IP alone). Only a pod on the host network, or one given that
+// hostPort, does; the node's IP reaches no other pod.
+func (p Peer) reachableAt(port int) bool {
+	return p.HostNetwork || (port != 0 && slices.Contains(p.HostPorts, int32(port)))
 }
 
 // View is what the mutation may know about the cluster.
