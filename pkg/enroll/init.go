@@ -107,6 +107,13 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 	}
 
 	previous, err := e.Store.Config(ctx)
+	var corrupt *site.CorruptConfigError
+	if errors.As(err, &corrupt) {
+		// init is the repair: it writes a valid configuration over it,
+		// still refusing to move an overlay or backend that nodes use.
+		e.step("warning: replacing the corrupt configuration (%v)", corrupt.Err)
+		previous, err = corrupt.Config, nil
+	}
 	switch {
 	case errors.Is(err, site.ErrNotInitialized):
 	case err != nil:

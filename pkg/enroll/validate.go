@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
+	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
 
 // ValidateSiteName checks a site name: it becomes a label value and part of
@@ -50,13 +51,19 @@ func NormalizeEndpoint(flag, endpoint string, defaultPort int) (string, error) {
 			return "", fmt.Errorf("invalid %s %q: want HOST or HOST:PORT", flag, endpoint)
 		}
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 || strings.ContainsAny(port, "+-") {
 		return "", fmt.Errorf("invalid %s %q: port must be 1-65535", flag, endpoint)
 	}
-	if net.ParseIP(host) == nil && len(validation.IsDNS1123Subdomain(strings.ToLower(host))) > 0 {
-		return "", fmt.Errorf("invalid %s %q: %q is neither an IP address nor a DNS name", flag, endpoint, host)
+	if err := vpn.ValidateHost(host); err != nil {
+		return "", fmt.Errorf("invalid %s %q: %w", flag, endpoint, err)
 	}
-	return net.JoinHostPort(host, port), nil
+	// Stored canonically (01194 -> 1194), as Config.Validate wants it.
+	canonical := net.JoinHostPort(host, strconv.Itoa(p))
+	if _, _, err := vpn.SplitEndpoint(canonical); err != nil {
+		return "", fmt.Errorf("invalid %s %q: %w", flag, endpoint, err)
+	}
+	return canonical, nil
 }
 
 // CheckOverlap refuses an overlay that shares addresses with a cluster range.

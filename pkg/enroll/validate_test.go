@@ -48,6 +48,12 @@ func TestNormalizeEndpoint(t *testing.T) {
 		{in: "", wantErr: "is required"},
 		{in: "host:99999", wantErr: "port must be 1-65535"},
 		{in: "bad_host!:1194", wantErr: "neither an IP address nor a DNS name"},
+		{in: "198.18.0.1:+1194", wantErr: "port must be 1-65535"},
+		{in: "198.18.0.1:01194", want: "198.18.0.1:1194"},
+		{in: "10.23.0.1:6443$(touch PWNED)", wantErr: "port must be 1-65535"},
+		{in: "$(touch PWNED)", wantErr: "neither an IP address nor a DNS name"},
+		{in: "a\nscript-security 2", wantErr: "neither an IP address nor a DNS name"},
+		{in: "[fe80::1%eth0]:1194", wantErr: "zone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

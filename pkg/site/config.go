@@ -7,9 +7,13 @@ package site
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
@@ -36,6 +40,59 @@ type Config struct {
 	CredentialValidity Duration  `json:"credentialValidity"`
 	CreatedAt          time.Time `json:"createdAt"`
 }
+
+// Validate checks every field as init does: the values end up in VPN
+// configurations and in the join bundle that runs as root at every site, so
+// whoever can edit the ConfigMap must not be able to smuggle anything in.
+// Store.Config calls it on every read.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := c.Pool(); err != nil {
+		errs = append(errs, fmt.Errorf("overlayCIDR %q: %w", c.OverlayCIDR, err))
+	}
+	if _, err := vpn.ParseBackend(string(c.VPN)); err != nil {
+		errs = append(errs, fmt.Errorf("vpn: %w", err))
+	}
+	if _, _, err := vpn.SplitEndpoint(c.HubEndpoint); err != nil {
+		errs = append(errs, fmt.Errorf("hubEndpoint: %w", err))
+	}
+	if _, _, err := vpn.SplitEndpoint(c.APIServerEndpoint); err != nil {
+		errs = append(errs, fmt.Errorf("apiServerEndpoint: %w", err))
+	}
+	for field, cidr := range map[string]string{"podCIDR": c.PodCIDR, "serviceCIDR": c.ServiceCIDR} {
+		if cidr == "" {
+			continue
+		}
+		for _, part := range strings.Split(cidr, ",") {
+			if _, err := netip.ParsePrefix(strings.TrimSpace(part)); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %w", field, cidr, err))
+			}
+		}
+	}
+	if c.TokenTTL.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("tokenTTL %s: must be positive", c.TokenTTL))
+	}
+	if c.CredentialValidity.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("credentialValidity %s: must be positive", c.CredentialValidity))
+	}
+	return errors.Join(errs...)
+}
+
+// CorruptConfigError is a stored configuration that fails Validate. Config
+// holds what was read, for init only, which may overwrite it.
+type CorruptConfigError struct {
+	Name   string // namespace/name of the ConfigMap
+	Config *Config
+	Err    error
+}
+
+func (e *CorruptConfigError) Error() string {
+	return fmt.Sprintf("configmap %s is corrupt, so nothing was done: %s; "+
+		"repair it by re-running `kubectl stage init` with the flags it was initialized with (it rewrites the configuration and keeps the PKI)",
+		e.Name, strings.ReplaceAll(e.Err.Error(), "\n", "; "))
+}
+
+func (e *CorruptConfigError) Unwrap() error { return e.Err }
 
 // Pool is the overlay address pool.
 func (c *Config) Pool() (*ipam.Pool, error) { return ipam.NewPool(c.OverlayCIDR) }
@@ -82,6 +139,39 @@ type NodeRecord struct {
 	TokenExpires       time.Time `json:"tokenExpires"`
 	EnrolledAt         time.Time `json:"enrolledAt"`
 }
+
+// Validate checks a record read from the cluster: its fields name files and
+// land in the hub's configuration.
+func (r *NodeRecord) Validate() error {
+	if errs := validation.IsDNS1123Subdomain(r.Name); len(errs) > 0 {
+		return fmt.Errorf("name %q: %s", r.Name, strings.Join(errs, "; "))
+	}
+	if err := vpn.ValidatePeer(vpn.Peer{Name: r.Name, Site: r.Site, IP: r.OverlayIP, WireGuardPublicKey: r.WireGuardPublicKey}, r.VPN); err != nil {
+		return err
+	}
+	if _, err := vpn.ParseBackend(string(r.VPN)); err != nil {
+		return fmt.Errorf("vpn: %w", err)
+	}
+	for _, c := range r.CertificateSerial {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return fmt.Errorf("certificateSerial %q: want lowercase hex", r.CertificateSerial)
+		}
+	}
+	return nil
+}
+
+// CorruptRecordError is a node record that fails Validate.
+type CorruptRecordError struct {
+	Name string // namespace/name of the ConfigMap
+	Err  error
+}
+
+func (e *CorruptRecordError) Error() string {
+	return fmt.Sprintf("configmap %s is corrupt, so nothing was done: %v; it was not written by kubectl stage: inspect it, delete it (`kubectl delete configmap -n %s`), then remove the node with `kubectl stage leave`",
+		e.Name, e.Err, strings.ReplaceAll(e.Name, "/", " "))
+}
+
+func (e *CorruptRecordError) Unwrap() error { return e.Err }
 
 // SiteRecord is a site; it exists from the first join there.
 type SiteRecord struct {

@@ -85,6 +85,9 @@ func (s *Store) Config(ctx context.Context) (*Config, error) {
 	if err := json.Unmarshal([]byte(cm.Data[configKey]), &c); err != nil {
 		return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", s.Namespace, api.ConfigName, err)
 	}
+	if err := c.Validate(); err != nil {
+		return nil, &CorruptConfigError{Name: s.Namespace + "/" + api.ConfigName, Config: &c, Err: err}
+	}
 	return &c, nil
 }
 
@@ -207,6 +210,9 @@ func (s *Store) Node(ctx context.Context, name string) (rec *NodeRecord, found b
 	if err := json.Unmarshal([]byte(cm.Data[recordKey]), rec); err != nil {
 		return nil, false, fmt.Errorf("configmap %s/%s is corrupt: %w", s.Namespace, cm.Name, err)
 	}
+	if err := rec.Validate(); err != nil {
+		return nil, false, &CorruptRecordError{Name: s.Namespace + "/" + cm.Name, Err: err}
+	}
 	return rec, true, nil
 }
 
@@ -224,6 +230,11 @@ func (s *Store) Nodes(ctx context.Context) ([]NodeRecord, error) {
 	out, err := listRecords[NodeRecord](ctx, s, "node")
 	if err != nil {
 		return nil, err
+	}
+	for i := range out {
+		if err := out[i].Validate(); err != nil {
+			return nil, &CorruptRecordError{Name: s.Namespace + "/" + api.NodePrefix + out[i].Name, Err: err}
+		}
 	}
 	slices.SortFunc(out, func(a, b NodeRecord) int {
 		if c := strings.Compare(a.Site, b.Site); c != 0 {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 )
 
 // Backend names a VPN implementation.
@@ -57,17 +56,14 @@ func (n Network) Netmask() string {
 	return net.IP(net.CIDRMask(n.Prefix.Bits(), 32)).String()
 }
 
-// EndpointHostPort splits Endpoint.
+// EndpointHostPort splits Endpoint, which must be a canonical HOST:PORT
+// (see SplitEndpoint): it lands in every node's configuration.
 func (n Network) EndpointHostPort() (string, int, error) {
-	host, port, err := net.SplitHostPort(n.Endpoint)
+	host, port, err := SplitEndpoint(n.Endpoint)
 	if err != nil {
-		return "", 0, fmt.Errorf("invalid hub endpoint %q: want HOST:PORT: %w", n.Endpoint, err)
+		return "", 0, fmt.Errorf("invalid hub endpoint: %w", err)
 	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", 0, fmt.Errorf("invalid hub endpoint %q: port must be 1-65535", n.Endpoint)
-	}
-	return host, p, nil
+	return host, port, nil
 }
 
 // Peer is an enrolled node as the hub sees it.

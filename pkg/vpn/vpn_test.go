@@ -14,8 +14,37 @@ import (
 
 var network = Network{Prefix: netip.MustParsePrefix("10.23.0.0/16"), Hub: netip.MustParseAddr("10.23.0.1"), Endpoint: "198.18.0.1:1194"}
 
+// material is real PKI material in PEM form.
+type material struct{ ca, cert, key, tlsCrypt, crl []byte }
+
+func newMaterial(t testing.TB) material {
+	t.Helper()
+	ca, err := pki.NewCA("ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := IssueHubCertificate(ca, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := hub.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := NewTLSCryptKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := CRL(ca, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return material{ca: ca.CertificatePEM(), cert: hub.CertificatePEM(), key: key, tlsCrypt: tc, crl: crl}
+}
+
 func TestOpenVPNHubFiles(t *testing.T) {
-	files, err := OpenVPNHub{Network: network, CA: []byte("ca"), Cert: []byte("crt"), Key: []byte("key"), TLSCrypt: []byte("tc"), CRL: []byte("crl"),
+	m := newMaterial(t)
+	files, err := OpenVPNHub{Network: network, CA: m.ca, Cert: m.cert, Key: m.key, TLSCrypt: m.tlsCrypt, CRL: m.crl,
 		Peers: []Peer{{Name: "tokyo-1", Site: "tokyo", IP: netip.MustParseAddr("10.23.0.2")}}}.Files()
 	if err != nil {
 		t.Fatal(err)
@@ -36,11 +65,12 @@ func TestOpenVPNHubFiles(t *testing.T) {
 }
 
 func TestOpenVPNClientInlinesCredentials(t *testing.T) {
-	conf, err := OpenVPNClient{Network: network, CA: []byte("CA\n"), Cert: []byte("CERT\n"), Key: []byte("KEY\n"), TLSCrypt: []byte("TC\n")}.Render()
+	m := newMaterial(t)
+	conf, err := OpenVPNClient{Network: network, CA: m.ca, Cert: m.cert, Key: m.key, TLSCrypt: m.tlsCrypt}.Render()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"remote 198.18.0.1 1194", "verify-x509-name kubectl-stage-hub name", "<key>\nKEY\n</key>", "<tls-crypt>\nTC\n</tls-crypt>"} {
+	for _, want := range []string{"remote 198.18.0.1 1194", "verify-x509-name kubectl-stage-hub name", "<key>\n" + string(m.key) + "</key>", "<tls-crypt>\n" + string(m.tlsCrypt) + "</tls-crypt>"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("client config lacks %q", want)
 		}
@@ -83,14 +113,14 @@ func TestWireGuardKeysAndConfigs(t *testing.T) {
 	}
 	wgNet := network
 	wgNet.Endpoint = "198.18.0.1:51820"
-	files, err := WireGuardHub{Network: wgNet, PrivateKey: key.Private, Peers: []Peer{{Name: "a", Site: "s", IP: netip.MustParseAddr("10.23.0.9"), WireGuardPublicKey: "PUB"}}}.Files()
+	files, err := WireGuardHub{Network: wgNet, PrivateKey: key.Private, Peers: []Peer{{Name: "a", Site: "s", IP: netip.MustParseAddr("10.23.0.9"), WireGuardPublicKey: key.Public}}}.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hub := string(files["hub.conf"]); !strings.Contains(hub, "ListenPort = 51820") || !strings.Contains(hub, "PublicKey = PUB\nAllowedIPs = 10.23.0.9/32") {
+	if hub := string(files["hub.conf"]); !strings.Contains(hub, "ListenPort = 51820") || !strings.Contains(hub, "PublicKey = "+key.Public+"\nAllowedIPs = 10.23.0.9/32") {
 		t.Errorf("hub.conf:\n%s", hub)
 	}
-	client, err := WireGuardClient{Network: wgNet, PrivateKey: key.Private, HubPublicKey: "HUB"}.Render()
+	client, err := WireGuardClient{Network: wgNet, PrivateKey: key.Private, HubPublicKey: key.Public}.Render()
 	if err != nil || !strings.Contains(client, "Endpoint = 198.18.0.1:51820") || !strings.Contains(client, "AllowedIPs = 10.23.0.0/16") {
 		t.Errorf("client config (%v):\n%s", err, client)
 	}
