@@ -129,7 +129,7 @@ func (e *Enroller) drain(ctx context.Context, node *corev1.Node, o LeaveOptions)
 
 func (e *Enroller) revoke(ctx context.Context, rec *site.NodeRecord) error {
 	if rec.VPN == vpn.WireGuard {
-		e.step("removed %s's WireGuard key from the hub's peer list: apply it with `kubectl stage hub-config`", rec.Name)
+		e.step("removed %s's WireGuard key from the hub's peer list; its live session goes on until the hub applies it: run `kubectl stage hub-config --dir HUB_DIR` on the hub (it removes the peer from the live interface)", rec.Name)
 		return nil
 	}
 	ca, err := e.Store.VPNCA(ctx)
@@ -139,7 +139,7 @@ func (e *Enroller) revoke(ctx context.Context, rec *site.NodeRecord) error {
 	if err := e.Store.RevokeCertificate(ctx, ca, rec.CertificateSerial, e.Now()); err != nil {
 		return err
 	}
-	e.step("revoked %s's VPN certificate (serial %s) in the CRL: apply it with `kubectl stage hub-config`", rec.Name, rec.CertificateSerial)
+	e.step("revoked %s's VPN certificate (serial %s) in the CRL; its live session goes on until the hub applies it: run `kubectl stage hub-config --dir HUB_DIR` on the hub (it ends the session through the hub's management socket)", rec.Name, rec.CertificateSerial)
 	return nil
 }
 

@@ -125,6 +125,9 @@ client-config-dir ccd
 ccd-exclusive
 client-to-client
 keepalive 10 60
+# kubectl stage hub-config ends the live sessions of nodes that left through
+# this socket (OpenVPN checks the CRL only at a handshake); keep DIR 0700.
+management %s unix
 ca ca.crt
 cert hub.crt
 key hub.key
@@ -139,7 +142,7 @@ remote-cert-tls client
 persist-key
 persist-tun
 verb 3
-`, port, InterfaceName, h.Network.Hub, mask, h.Network.Hub)
+`, port, InterfaceName, h.Network.Hub, mask, h.Network.Hub, ManagementSocket)
 	files := map[string][]byte{
 		"server.conf":   []byte(conf),
 		"ca.crt":        creds[0],

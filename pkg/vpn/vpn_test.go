@@ -51,7 +51,8 @@ func TestOpenVPNHubFiles(t *testing.T) {
 	}
 	conf := string(files["server.conf"])
 	for _, want := range []string{"port 1194", "topology subnet", "ifconfig 10.23.0.1 255.255.0.0", "ccd-exclusive", "crl-verify crl.pem",
-		"tls-crypt tls-crypt.key", "tls-version-min 1.2", "data-ciphers AES-256-GCM:AES-128-GCM", "client-to-client"} {
+		"tls-crypt tls-crypt.key", "tls-version-min 1.2", "data-ciphers AES-256-GCM:AES-128-GCM", "client-to-client",
+		"\nmanagement management.sock unix\n"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("server.conf lacks %q", want)
 		}

@@ -24,7 +24,9 @@ var (
 		and its Node object, and release its overlay IP.
 
 		If a step fails, the command says which and stops; run it again to
-		finish. Apply the revocation on the hub with kubectl stage hub-config.`)
+		finish. The node's live VPN session goes on until the hub applies the
+		revocation: run kubectl stage hub-config --dir HUB_DIR on the hub, which
+		ends the session at once.`)
 
 	leaveExample = templates.Examples(`
 		# Remove tokyo-1
@@ -87,6 +89,6 @@ func (o *Options) Run(ctx context.Context) error {
 	if err := o.enroller.Leave(ctx, o.LeaveOptions); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(o.Out, "node %s left the staging cluster\n", o.Node)
+	_, err := fmt.Fprintf(o.Out, "node %s left the staging cluster; cut its live VPN session now: kubectl stage hub-config --dir HUB_DIR (on the hub)\n", o.Node)
 	return err
 }

@@ -1,0 +1,87 @@
+package vpn
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// fakeHub answers the management commands as OpenVPN 2.6 does, with a
+// real-time notification in between, and records the kills.
+func fakeHub(t *testing.T, clients []string) (path string, killed chan string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), ManagementSocket)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	killed = make(chan string, 10)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer func() { _ = conn.Close() }()
+		w := func(s string) { _, _ = conn.Write([]byte(s + "\r\n")) }
+		w(">INFO:OpenVPN Management Interface Version 5 -- type 'help' for more info")
+		sc := bufio.NewScanner(conn)
+		for sc.Scan() {
+			cmd := sc.Text()
+			switch {
+			case cmd == "status 3":
+				w("TITLE\tOpenVPN 2.6.14")
+				w(">BYTECOUNT_CLI:1,2,3")
+				w("HEADER\tCLIENT_LIST\tCommon Name\tReal Address")
+				for _, c := range clients {
+					w("CLIENT_LIST\t" + c + "\t198.18.1.2:1194\t10.23.0.2")
+				}
+				w("ROUTING_TABLE\t10.23.0.2\ta-1\t198.18.1.2:1194")
+				w("END")
+			case strings.HasPrefix(cmd, "kill "):
+				killed <- strings.TrimPrefix(cmd, "kill ")
+				w("SUCCESS: common name '" + strings.TrimPrefix(cmd, "kill ") + "' found, 1 client(s) killed")
+			case cmd == "quit":
+				return
+			default:
+				w("ERROR: unknown command")
+			}
+		}
+	}()
+	return path, killed
+}
+
+func TestManagementListsAndKills(t *testing.T) {
+	path, killed := fakeHub(t, []string{"a-1", "b-1"})
+	m, err := DialManagement(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Close() }()
+	clients, err := m.Clients()
+	if err != nil || !reflect.DeepEqual(clients, []string{"a-1", "b-1"}) {
+		t.Fatalf("Clients() = %v, %v", clients, err)
+	}
+	if err := m.Kill("b-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-killed; got != "b-1" {
+		t.Errorf("killed %q", got)
+	}
+	if err := m.Kill("b-1\nsignal SIGTERM"); err == nil {
+		t.Error("a common name with a newline went to the management interface")
+	}
+}
+
+func TestKillCommand(t *testing.T) {
+	if got := KillCommand("/etc/openvpn/hub/", "b-1"); got != `printf 'kill b-1\nquit\n' | socat - UNIX-CONNECT:/etc/openvpn/hub/management.sock` {
+		t.Errorf("KillCommand = %s", got)
+	}
+	if got := KillCommand("/tmp/my hub", "b-1"); !strings.HasSuffix(got, `UNIX-CONNECT:'/tmp/my hub/management.sock'`) {
+		t.Errorf("KillCommand = %s", got)
+	}
+}
