@@ -80,7 +80,7 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 		return admission.Denied(err.Error()), resultDenied
 	}
 	if !decision.Mutated {
-		return admission.Allowed(decision.Reason), resultSkipped
+		return admission.Allowed(decision.Reason).WithWarnings(decision.Warnings...), resultSkipped
 	}
 	// Diff the decoded pod, not the raw request: serializing adds empty
 	// fields (status, resources) that would otherwise turn into patches.
@@ -92,9 +92,9 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err), resultErrored
 	}
-	resp := admission.PatchResponseFromRaw(original, raw)
+	resp := admission.PatchResponseFromRaw(original, raw).WithWarnings(decision.Warnings...)
 	if len(resp.Patches) == 0 {
-		return admission.Allowed("already mutated"), resultSkipped
+		return admission.Allowed("already mutated").WithWarnings(decision.Warnings...), resultSkipped
 	}
 	// A stable order makes responses comparable and logs readable.
 	slices.SortFunc(resp.Patches, func(a, b jsonpatch.JsonPatchOperation) int { return strings.Compare(a.Path, b.Path) })

@@ -27,7 +27,7 @@ func (f fixedSource) NamespaceLabels(_ context.Context, ns string) (map[string]s
 
 var source = fixedSource{
 	view: mutate.StaticView{SiteNames: []string{"osaka", "tokyo"}, PeersByApp: map[string][]mutate.Peer{
-		"p2p/dht": {{Name: "dht-0", Site: "tokyo", HostIP: "10.23.0.2", Ready: true}},
+		"p2p/dht": {{Name: "dht-0", Site: "tokyo", HostIP: "10.23.0.2", Ready: true, HostNetwork: true}},
 	}},
 	labels: map[string]map[string]string{"p2p": {"kubectl-stage.io/inject": "enabled"}},
 }
@@ -57,13 +57,28 @@ func TestHandle(t *testing.T) {
 		wantAllowed bool
 		wantPatches []string // "op path" prefixes, in order
 		wantMessage string
+		wantWarning string
 	}{
 		{
 			name:        "namespace opted in",
 			namespace:   "p2p",
-			pod:         `{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"containers":[{"name":"n","image":"dht"}]}}`,
+			pod:         `{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"hostNetwork":true,"containers":[{"name":"n","image":"dht","ports":[{"containerPort":4001}]}]}}`,
 			wantAllowed: true,
 			wantPatches: []string{"add /metadata/annotations/kubectl-stage.io~1injected", "add /metadata/labels/kubectl-stage.io~1app", "add /spec/affinity", "add /spec/containers/0/env", "add /spec/topologySpreadConstraints"},
+		},
+		{
+			name:        "admitted with a warning",
+			namespace:   "p2p",
+			pod:         `{"metadata":{"name":"dht-3","labels":{"app":"dht"}},"spec":{"hostNetwork":true,"containers":[{"name":"n","image":"dht"}]}}`,
+			wantAllowed: true,
+			wantPatches: []string{"add /metadata/annotations", "add /metadata/labels/kubectl-stage.io~1app", "add /spec/affinity", "add /spec/containers/0/env", "add /spec/topologySpreadConstraints"},
+			wantWarning: "without annotation kubectl-stage.io/port, peers on one node advertise the same address",
+		},
+		{
+			name:        "unreachable at its advertised address",
+			namespace:   "p2p",
+			pod:         `{"metadata":{"name":"dht-4","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"containers":[{"name":"n","image":"dht"}]}}`,
+			wantMessage: "STAGE_ADVERTISE_IP is the node's overlay IP, which does not reach this pod: set spec.hostNetwork: true, or give a container the hostPort 4001",
 		},
 		{
 			name:        "not opted in",
@@ -93,6 +108,9 @@ func TestHandle(t *testing.T) {
 			}
 			if tt.wantMessage != "" && (resp.Result == nil || !strings.Contains(resp.Result.Message, tt.wantMessage)) {
 				t.Errorf("message = %+v, want %q", resp.Result, tt.wantMessage)
+			}
+			if got := strings.Join(resp.Warnings, "\n"); (tt.wantWarning == "") != (got == "") || !strings.Contains(got, tt.wantWarning) {
+				t.Errorf("warnings = %q, want %q", resp.Warnings, tt.wantWarning)
 			}
 			var got []string
 			for _, p := range resp.Patches {
@@ -129,7 +147,7 @@ func FuzzAdmissionReview(f *testing.F) {
 
 func BenchmarkHandle(b *testing.B) {
 	h := handler()
-	req := request("p2p", `{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"containers":[{"name":"n","image":"dht"}]}}`)
+	req := request("p2p", `{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"hostNetwork":true,"containers":[{"name":"n","image":"dht","ports":[{"containerPort":4001}]}]}}`)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if resp := h.Handle(context.Background(), req); !resp.Allowed {

@@ -68,10 +68,23 @@ func (v *cacheView) Peers(namespace, app string) []mutate.Peer {
 		}
 		peers = append(peers, mutate.Peer{
 			Name: p.Name, Site: v.siteOfNode[p.Spec.NodeName], HostIP: p.Status.HostIP, Ready: podReady(p),
+			HostNetwork: p.Spec.HostNetwork, HostPorts: hostPorts(p),
 		})
 	}
 	slices.SortFunc(peers, func(a, b mutate.Peer) int { return strings.Compare(a.Name, b.Name) })
 	return peers
+}
+
+func hostPorts(p *corev1.Pod) []int32 {
+	var ports []int32
+	for _, c := range p.Spec.Containers {
+		for _, port := range c.Ports {
+			if port.HostPort != 0 {
+				ports = append(ports, port.HostPort)
+			}
+		}
+	}
+	return ports
 }
 
 func podReady(p *corev1.Pod) bool {
