@@ -74,9 +74,9 @@ const (
 	// list of site names, or a count such as "3".
 	AnnotationSites = Prefix + "sites"
 	// AnnotationPlacement is "spread" (default: even spread over the chosen
-	// sites) or "one-per-site" (each pod pinned to one chosen site: a
-	// StatefulSet's pod N to the N-th, other pods to the one with the
-	// fewest peers of its app).
+	// sites) or "one-per-site" (a StatefulSet's pod N pinned to the N-th
+	// chosen site; other pods spread by the scheduler with maxSkew 1, which
+	// is exact when they are created at once).
 	AnnotationPlacement = Prefix + "placement"
 	// AnnotationPort is the peer port; it makes advertise addresses and
 	// seeds ip:port.
