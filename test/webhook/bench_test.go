@@ -44,7 +44,7 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	pod := &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "default", Labels: map[string]string{"app": "load", api.LabelInject: api.LabelInjectValue}},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}},
+		Spec:       corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "c", Image: "x"}}}, // reachable at the node IP
 	}
 	raw, _ := json.Marshal(pod)
 	review, _ := json.Marshal(admissionv1.AdmissionReview{
@@ -144,7 +144,7 @@ func BenchmarkPodCreationThroughput(b *testing.B) {
 				for i := w; i < pods; i += workers {
 					p := &corev1.Pod{
 						ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", prefix, i), Labels: map[string]string{"app": "load", api.LabelInject: api.LabelInjectValue}},
-						Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}},
+						Spec:       corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "c", Image: "x"}}}, // reachable at the node IP
 					}
 					if _, err := cp.Client.CoreV1().Pods("load").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 						errs <- err

@@ -158,7 +158,8 @@ func TestStatefulSetPeersAcrossSites(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
 					api.AnnotationPlacement: "one-per-site", api.AnnotationPort: "30303",
 				}},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "node", Image: "example.invalid/gossip:v1"}}},
+				// On the host network: the node's overlay IP reaches the peer.
+				Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "node", Image: "example.invalid/gossip:v1", Ports: []corev1.ContainerPort{{ContainerPort: 30303}}}}},
 			},
 		},
 	}
@@ -232,8 +233,8 @@ func TestDeploymentSpreadAndSafety(t *testing.T) {
 			Replicas: ptr.To(int32(6)),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "node", Image: "example.invalid/mesh:v1"}}},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{api.AnnotationPort: "4001"}},
+				Spec:       corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "node", Image: "example.invalid/mesh:v1", Ports: []corev1.ContainerPort{{ContainerPort: 4001}}}}},
 			},
 		},
 	}
