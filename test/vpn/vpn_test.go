@@ -2,6 +2,7 @@ package vpn
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -170,15 +171,25 @@ func (o *overlay) connectAndRevoke(t *testing.T, applyHub func(), wantRevokedDia
 
 func stage(t testing.TB, cp *harness.ControlPlane, args ...string) string {
 	t.Helper()
-	bin := filepath.Join(harness.RepoRoot(), "bin", "kubectl-stage")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: run make build", bin)
-	}
-	out, err := exec.Command(bin, append([]string{"--kubeconfig", cp.Kubeconfig}, args...)...).CombinedOutput()
+	out, err := stageErr(cp, args...)
 	if err != nil {
 		t.Fatalf("kubectl stage %v: %v\n%s", args, err, out)
 	}
-	return string(out)
+	return out
+}
+
+// stageErr runs kubectl-stage: bin/kubectl-stage (make build), or the binary
+// KUBECTL_STAGE_BIN names.
+func stageErr(cp *harness.ControlPlane, args ...string) (string, error) {
+	bin := os.Getenv("KUBECTL_STAGE_BIN")
+	if bin == "" {
+		bin = filepath.Join(harness.RepoRoot(), "bin", "kubectl-stage")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%s is missing: run make build", bin)
+	}
+	out, err := exec.Command(bin, append([]string{"--kubeconfig", cp.Kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 func waitFor(t testing.TB, what string, ok func() bool) {
