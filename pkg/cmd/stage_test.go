@@ -2,11 +2,16 @@ package cmd
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
+	"github.com/kubectl-stage/kubectl-stage/pkg/version"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -18,53 +23,52 @@ func run(t *testing.T, args ...string) (string, error) {
 	return out.String() + errOut.String(), err
 }
 
+// TestVersionOutputs: every printer cli-runtime offers, with the exact
+// result for the running binary's build information.
 func TestVersionOutputs(t *testing.T) {
+	info := version.Get()
+	decodes := func(unmarshal func([]byte, any) error) func(t *testing.T, out string) {
+		return func(t *testing.T, out string) {
+			var got v1alpha1.PluginVersion
+			if err := unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			want := v1alpha1.PluginVersion{TypeMeta: metav1.TypeMeta{APIVersion: "kubectl-stage.io/v1alpha1", Kind: "PluginVersion"}, ClientVersion: info}
+			if got != want {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		}
+	}
+	exactly := func(want string) func(t *testing.T, out string) {
+		return func(t *testing.T, out string) {
+			if out != want {
+				t.Errorf("output %q, want %q", out, want)
+			}
+		}
+	}
 	tests := []struct {
 		name    string
 		args    []string
 		check   func(t *testing.T, out string)
 		wantErr string
 	}{
+		{name: "human", args: []string{"version"}, check: exactly(fmt.Sprintf("kubectl-stage version: %s (commit unknown, built unknown, %s %s)\n", info.GitVersion, info.GoVersion, info.Platform))},
+		{name: "json", args: []string{"version", "-o", "json"}, check: decodes(json.Unmarshal)},
+		{name: "yaml", args: []string{"version", "--output=yaml"}, check: decodes(func(b []byte, v any) error { return yaml.UnmarshalStrict(b, v) })},
+		{name: "jsonpath", args: []string{"version", "-o", "jsonpath={.clientVersion.gitVersion}"}, check: exactly(info.GitVersion)},
+		{name: "go-template", args: []string{"version", "-o", "go-template={{.kind}} {{.clientVersion.platform}}"}, check: exactly("PluginVersion " + info.Platform)},
+		{name: "template flag", args: []string{"version", "-o", "go-template", "--template", "{{.apiVersion}}"}, check: exactly("kubectl-stage.io/v1alpha1")},
 		{
-			name: "human",
-			args: []string{"version"},
-			check: func(t *testing.T, out string) {
-				if !strings.HasPrefix(out, "kubectl-stage version: ") {
-					t.Errorf("unexpected output %q", out)
-				}
-			},
+			name:    "name does not apply",
+			args:    []string{"version", "-o", "name"},
+			wantErr: `unable to match a printer suitable for the output format "name", allowed formats are: json,yaml,kyaml,go-template,go-template-file,template,templatefile,jsonpath,jsonpath-as-json,jsonpath-file`,
 		},
 		{
-			name: "json",
-			args: []string{"version", "-o", "json"},
-			check: func(t *testing.T, out string) {
-				var v map[string]map[string]string
-				if err := json.Unmarshal([]byte(out), &v); err != nil {
-					t.Fatalf("not JSON: %v: %s", err, out)
-				}
-				if v["clientVersion"]["gitVersion"] == "" || v["clientVersion"]["platform"] == "" {
-					t.Errorf("clientVersion incomplete: %v", v)
-				}
-			},
-		},
-		{
-			name: "yaml",
-			args: []string{"version", "--output=yaml"},
-			check: func(t *testing.T, out string) {
-				var v map[string]map[string]string
-				if err := yaml.Unmarshal([]byte(out), &v); err != nil {
-					t.Fatalf("not YAML: %v: %s", err, out)
-				}
-				if v["clientVersion"]["goVersion"] == "" {
-					t.Errorf("clientVersion incomplete: %v", v)
-				}
-			},
-		},
-		{
-			name:    "unknown format",
+			name:    "no table to widen",
 			args:    []string{"version", "-o", "wide"},
-			wantErr: `unable to match a printer suitable for the output format "wide", allowed formats are: json,yaml`,
+			wantErr: `unable to match a printer suitable for the output format "wide"`,
 		},
+		{name: "bad template", args: []string{"version", "-o", "jsonpath={.clientVersion"}, wantErr: "error parsing jsonpath {.clientVersion"},
 		{
 			name:    "extra argument",
 			args:    []string{"version", "now"},

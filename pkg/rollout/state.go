@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 )
 
 // Phase is where a rollout stands.
@@ -23,18 +24,9 @@ const (
 	PhaseComplete    Phase = "Complete"
 )
 
-// Gates decide when a site's wave has succeeded. They are stored with the
-// rollout so that `resume`, run by anyone, applies the same gates.
-type Gates struct {
-	// MinReady is how long every new pod of a site must have been Ready.
-	MinReady metav1.Duration `json:"minReady"`
-	// Timeout bounds each wave (0: none).
-	Timeout metav1.Duration `json:"timeout"`
-	// HealthExec is a command run through sh -c after a site is Ready.
-	HealthExec string `json:"healthExec,omitempty"`
-	// HealthHTTP is a URL (with {site} replaced) that must answer 2xx.
-	HealthHTTP string `json:"healthHTTP,omitempty"`
-}
+// Gates decide when a site's wave has succeeded; the API type is the one
+// stored, so `resume`, run by anyone, applies the same gates.
+type Gates = v1alpha1.RolloutGates
 
 // State is the rollout in progress (or the last one), as stored in
 // api.AnnotationRollout.

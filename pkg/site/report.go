@@ -12,51 +12,27 @@ import (
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	"github.com/kubectl-stage/kubectl-stage/pkg/token"
 )
 
-// Node states as `kubectl stage status` shows them.
-const (
-	NodeReady     = "Ready"
-	NodeNotReady  = "NotReady"
-	NodeNotJoined = "NotJoined"
-	// Token states.
-	TokenValid   = "valid"
-	TokenExpired = "expired"
-	TokenDeleted = "deleted"
-)
-
-// NodeStatus is one enrolled node as seen now.
-type NodeStatus struct {
-	Name              string    `json:"name"`
-	Site              string    `json:"site"`
-	OverlayIP         string    `json:"overlayIP"`
-	VPN               string    `json:"vpn"`
-	State             string    `json:"state"`
-	InternalIP        string    `json:"internalIP,omitempty"`
-	CredentialExpires time.Time `json:"credentialExpires"`
-	TokenID           string    `json:"tokenID"`
-	TokenExpires      time.Time `json:"tokenExpires"`
-	TokenState        string    `json:"tokenState"`
-	EnrolledAt        time.Time `json:"enrolledAt"`
-}
-
-// SiteStatus sums up a site.
-type SiteStatus struct {
-	Name      string    `json:"name"`
-	Nodes     int       `json:"nodes"`
-	Ready     int       `json:"ready"`
-	Pods      int       `json:"pods"`
-	CreatedAt time.Time `json:"createdAt"`
-	// Apps counts the running pods of each app (label app.kubernetes.io/name,
-	// else app) on the site's nodes: how many peers run where.
-	Apps map[string]int `json:"apps,omitempty"`
-}
-
-// Report is the enrolled fleet.
+// Report is the enrolled fleet, as the kubectl-stage.io/v1alpha1 objects
+// `sites` and `status` print.
 type Report struct {
-	Sites []SiteStatus `json:"sites"`
-	Nodes []NodeStatus `json:"nodes"`
+	Sites v1alpha1.SiteList
+	Nodes v1alpha1.EnrolledNodeList
+}
+
+// Object is the record as kubectl-stage.io/v1alpha1 prints it, before the
+// cluster is asked about the node: not joined yet.
+func (r NodeRecord) Object() v1alpha1.EnrolledNode {
+	return v1alpha1.EnrolledNode{
+		ObjectMeta: metav1.ObjectMeta{Name: r.Name, CreationTimestamp: metav1.NewTime(r.EnrolledAt)},
+		Spec:       v1alpha1.EnrolledNodeSpec{Site: r.Site, OverlayIP: r.OverlayIP.String(), VPN: string(r.VPN), TokenID: r.TokenID},
+		Status: v1alpha1.EnrolledNodeStatus{
+			State: v1alpha1.NodeNotJoined, CredentialExpires: metav1.NewTime(r.CredentialExpires), TokenExpires: metav1.NewTime(r.TokenExpires),
+		},
+	}
 }
 
 // BuildReport joins the records with the Node objects, bootstrap tokens and
@@ -85,44 +61,41 @@ func (s *Store) BuildReport(ctx context.Context, now time.Time) (*Report, error)
 	}
 
 	report := &Report{}
-	bySite := map[string]*SiteStatus{}
+	bySite := map[string]*v1alpha1.Site{}
 	for _, sr := range sites {
-		bySite[sr.Name] = &SiteStatus{Name: sr.Name, CreatedAt: sr.CreatedAt}
+		bySite[sr.Name] = &v1alpha1.Site{ObjectMeta: metav1.ObjectMeta{Name: sr.Name, CreationTimestamp: metav1.NewTime(sr.CreatedAt)}}
 	}
-	siteStatus := func(name string) *SiteStatus {
+	siteStatus := func(name string) *v1alpha1.SiteStatus {
 		if st, ok := bySite[name]; ok {
-			return st
+			return &st.Status
 		}
-		st := &SiteStatus{Name: name}
+		st := &v1alpha1.Site{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		bySite[name] = st
-		return st
+		return &st.Status
 	}
 	for _, r := range records {
-		ns := NodeStatus{
-			Name: r.Name, Site: r.Site, OverlayIP: r.OverlayIP.String(), VPN: string(r.VPN), State: NodeNotJoined,
-			CredentialExpires: r.CredentialExpires, TokenID: r.TokenID, TokenExpires: r.TokenExpires, EnrolledAt: r.EnrolledAt,
-		}
-		if n, ok := nodeByName[r.Name]; ok {
-			ns.State = NodeNotReady
-			if NodeIsReady(n) {
-				ns.State = NodeReady
+		n := r.Object()
+		if node, ok := nodeByName[r.Name]; ok {
+			n.Status.State = v1alpha1.NodeNotReady
+			if NodeIsReady(node) {
+				n.Status.State = v1alpha1.NodeReady
 			}
-			for _, a := range n.Status.Addresses {
+			for _, a := range node.Status.Addresses {
 				if a.Type == corev1.NodeInternalIP {
-					ns.InternalIP = a.Address
+					n.Status.InternalIP = a.Address
 					break
 				}
 			}
 		}
-		if ns.TokenState, err = s.tokenState(ctx, r.TokenID, now); err != nil {
+		if n.Status.TokenState, err = s.tokenState(ctx, r.TokenID, now); err != nil {
 			return nil, err
 		}
 		st := siteStatus(r.Site)
 		st.Nodes++
-		if ns.State == NodeReady {
+		if n.Status.State == v1alpha1.NodeReady {
 			st.Ready++
 		}
-		report.Nodes = append(report.Nodes, ns)
+		report.Nodes.Items = append(report.Nodes.Items, n)
 	}
 
 	pods, err := s.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Running"})
@@ -148,19 +121,19 @@ func (s *Store) BuildReport(ctx context.Context, now time.Time) (*Report, error)
 		}
 	}
 	for _, st := range bySite {
-		report.Sites = append(report.Sites, *st)
+		report.Sites.Items = append(report.Sites.Items, *st)
 	}
-	slices.SortFunc(report.Sites, func(a, b SiteStatus) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(report.Sites.Items, func(a, b v1alpha1.Site) int { return strings.Compare(a.Name, b.Name) })
 	return report, nil
 }
 
 func (s *Store) tokenState(ctx context.Context, id string, now time.Time) (string, error) {
 	secret, err := s.Client.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, bootstraputil.BootstrapTokenSecretName(id), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return TokenDeleted, nil
+		return v1alpha1.TokenDeleted, nil
 	}
 	if apierrors.IsForbidden(err) {
-		return "unknown", nil
+		return v1alpha1.TokenUnknown, nil
 	}
 	if err != nil {
 		return "", err
@@ -170,9 +143,9 @@ func (s *Store) tokenState(ctx context.Context, id string, now time.Time) (strin
 		return "", err
 	}
 	if st.Expired {
-		return TokenExpired, nil
+		return v1alpha1.TokenExpired, nil
 	}
-	return TokenValid, nil
+	return v1alpha1.TokenValid, nil
 }
 
 // NodeIsReady reports whether the node's Ready condition is True.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
@@ -165,15 +166,18 @@ func TestEnrollmentLifecycle(t *testing.T) {
 				t.Errorf("status lacks %q:\n%s", want, out)
 			}
 		}
-		var list struct {
-			Kind  string            `json:"kind"`
-			Items []site.NodeStatus `json:"items"`
-		}
+		var list v1alpha1.EnrolledNodeList
 		if err := json.Unmarshal([]byte(mustStage(t, kc, "status", "-o", "json")), &list); err != nil {
 			t.Fatal(err)
 		}
-		if list.Kind != "NodeStatusList" || len(list.Items) != 3 || list.Items[2].InternalIP != "10.23.0.3" {
+		if list.APIVersion != "kubectl-stage.io/v1alpha1" || list.Kind != "EnrolledNodeList" || len(list.Items) != 3 || list.Items[2].Status.InternalIP != "10.23.0.3" {
 			t.Errorf("status -o json = %+v", list)
+		}
+		if got := mustStage(t, kc, "status", "-o", "name"); got != "enrollednode.kubectl-stage.io/osaka-1\nenrollednode.kubectl-stage.io/tokyo-1\nenrollednode.kubectl-stage.io/tokyo-2\n" {
+			t.Errorf("status -o name = %q", got)
+		}
+		if got := mustStage(t, kc, "sites", "-o", "jsonpath={.items[*].metadata.name}"); got != "osaka tokyo" {
+			t.Errorf("sites -o jsonpath = %q", got)
 		}
 	})
 
@@ -268,8 +272,8 @@ func TestConcurrentJoinsGetDistinctAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(report.Nodes) != n || len(report.Sites) != 3 {
-		t.Errorf("report has %d nodes at %d sites, want %d at 3", len(report.Nodes), len(report.Sites), n)
+	if len(report.Nodes.Items) != n || len(report.Sites.Items) != 3 {
+		t.Errorf("report has %d nodes at %d sites, want %d at 3", len(report.Nodes.Items), len(report.Sites.Items), n)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
@@ -274,11 +275,17 @@ func (d *demo) rollOut(ctx context.Context, report *Report) error {
 	if err := d.stageTo(ctx, &buf, "rollout", "status", "-n", appNamespace, appName, "-o", "json"); err != nil {
 		return err
 	}
-	var res rollout.Result
-	if err := json.Unmarshal(buf.Bytes(), &res); err != nil {
+	var status v1alpha1.Rollout
+	if err := json.Unmarshal(buf.Bytes(), &status); err != nil {
 		return fmt.Errorf("reading rollout status: %w", err)
 	}
-	report.RolloutPhase, report.RolloutOrder = res.State.Phase, res.State.Done
+	report.RolloutPhase = rollout.Phase(status.Status.Phase)
+	report.RolloutOrder = nil
+	for _, s := range status.Status.Sites {
+		if s.Result == v1alpha1.SiteUpdated {
+			report.RolloutOrder = append(report.RolloutOrder, s.Name)
+		}
+	}
 	return d.waitPeersReady(ctx, imageV2)
 }
 

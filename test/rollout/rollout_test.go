@@ -85,7 +85,7 @@ func TestRolloutGoesSiteBySiteInOrder(t *testing.T) {
 	if len(violations) > 0 {
 		t.Errorf("waves overlapped: %v", violations)
 	}
-	for _, want := range []string{"statefulset/node revision 2: Complete", "site-c", "updated"} {
+	for _, want := range []string{"statefulset/node revision 2: Complete", "site-c", "Updated"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
@@ -148,7 +148,7 @@ func TestRolloutStopsAtFailingSiteThenUndo(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
-	if !strings.Contains(out, "Failed at site site-b") || !strings.Contains(out, "not reached") {
+	if !strings.Contains(out, "Failed at site site-b") || !strings.Contains(out, "NotReached") {
 		t.Errorf("summary:\n%s", out)
 	}
 	revs := revisions(t, cp, "node")
@@ -294,9 +294,17 @@ func TestRolloutPauseResumeAcrossInvocations(t *testing.T) {
 	if revs["site-a"] != "2:p2p:v2" || revs["site-b"] != "1:p2p:v1" || revs["site-c"] != "1:p2p:v1" {
 		t.Fatalf("after the pause sites run %v; want only the canary site-a on 2", revs)
 	}
-	status, _, err := stage(ctx, t, cp, "rollout", "status", "web", "-o", "json")
-	if err != nil || !strings.Contains(status, `"phase": "Paused"`) {
-		t.Errorf("status: %v\n%s", err, status)
+	status, _, err := stage(ctx, t, cp, "rollout", "status", "web", "-o", "jsonpath={.kind} {.status.phase} {.status.sites[*].result}")
+	if err != nil || status != "Rollout Paused Updated NotReached NotReached" {
+		t.Errorf("status -o jsonpath: %v\n%q", err, status)
+	}
+	names, _, err := stage(ctx, t, cp, "rollout", "history", "web", "-o", "name")
+	if err != nil || names != "rolloutrevision.kubectl-stage.io/web-1\nrolloutrevision.kubectl-stage.io/web-2\n" {
+		t.Errorf("history -o name: %v\n%q", err, names)
+	}
+	image, _, err := stage(ctx, t, cp, "rollout", "history", "web", "--revision", "2", "-o", "go-template={{(index .template.spec.containers 0).image}}")
+	if err != nil || image != "p2p:v2" {
+		t.Errorf("history --revision 2 -o go-template: %v\n%q", err, image)
 	}
 
 	// Health check released: resume only has to pass.

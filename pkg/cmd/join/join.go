@@ -46,7 +46,7 @@ type Options struct {
 	enroll.JoinOptions
 	BundlePath       string
 	PrintJoinCommand bool
-	Output           *cmdutil.OutputFlags
+	PrintFlags       *cmdutil.PrintFlags
 
 	factory  kcmdutil.Factory
 	enroller *enroll.Enroller
@@ -55,14 +55,14 @@ type Options struct {
 
 // NewCmdJoin returns the `join` command.
 func NewCmdJoin(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{Output: cmdutil.NewOutputFlags(false), factory: f, IOStreams: streams}
+	o := &Options{PrintFlags: cmdutil.NewPrintFlags(false), factory: f, IOStreams: streams}
 	cmd := &cobra.Command{
 		Use:     "join SITE --node NAME",
 		Short:   "Enroll a node at a site and write its join bundle",
 		Long:    joinLong,
 		Example: joinExample,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
+			if err := o.Complete(f, cmd, args); err != nil {
 				return err
 			}
 			if err := o.Validate(); err != nil {
@@ -77,12 +77,13 @@ func NewCmdJoin(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	flags.DurationVar(&o.TokenTTL, "token-ttl", 0, "lifetime of the bootstrap token (default: the one set by init)")
 	flags.BoolVar(&o.DryRun, "dry-run", false, "validate and show the plan without changing anything")
 	flags.BoolVar(&o.PrintJoinCommand, "print-join-command", false, "also print the kubeadm join command (it contains the token)")
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
-// Complete reads the arguments and builds the client.
-func (o *Options) Complete(args []string) error {
+// Complete reads the arguments and builds the client (without contacting
+// the cluster).
+func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return errors.New("exactly one SITE is required: kubectl stage join SITE --node NAME")
 	}
@@ -91,7 +92,7 @@ func (o *Options) Complete(args []string) error {
 		o.BundlePath = o.Node + ".join.sh"
 	}
 	var err error
-	if o.enroller, err = cmdutil.NewEnroller(o.factory, o.ErrOut); err != nil {
+	if o.enroller, err = cmdutil.NewEnroller(f, o.ErrOut); err != nil {
 		return err
 	}
 	return nil
@@ -111,7 +112,7 @@ func (o *Options) Validate() error {
 	if err := enroll.ValidateNodeName(o.Node); err != nil {
 		return err
 	}
-	return o.Output.Validate()
+	return o.PrintFlags.Validate()
 }
 
 // Run enrolls the node and writes the bundle; if the bundle cannot be
@@ -129,8 +130,9 @@ func (o *Options) Run(ctx context.Context) error {
 			return fmt.Errorf("%w; the enrollment was undone", err)
 		}
 	}
-	if o.Output.Structured() {
-		return o.Output.PrintStructured(o.Out, res.Record)
+	if !o.PrintFlags.HumanReadable() {
+		node := res.Record.Object()
+		return o.PrintFlags.Print(&node, o.Out)
 	}
 	if o.DryRun {
 		return nil

@@ -108,9 +108,9 @@ func (p *PlanFlags) Plan() (rollout.Plan, error) {
 // Options are the flags of `kubectl stage rollout APP`.
 type Options struct {
 	PlanFlags
-	Images   []string
-	Filename string
-	Output   *cmdutil.OutputFlags
+	Images     []string
+	Filename   string
+	PrintFlags *cmdutil.PrintFlags
 
 	ref      rollout.Ref
 	specs    []rollout.ImageSpec
@@ -143,7 +143,7 @@ func (c *common) complete(args []string, verb string) (rollout.Ref, error) {
 
 // NewCmdRollout returns `rollout` with its subcommands.
 func NewCmdRollout(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{Output: cmdutil.NewOutputFlags(false), common: common{factory: f, IOStreams: streams}}
+	o := &Options{PrintFlags: cmdutil.NewPrintFlags(false), common: common{factory: f, IOStreams: streams}}
 	cmd := &cobra.Command{
 		Use:     "rollout APP (--image [CONTAINER=]IMAGE | -f FILE)",
 		Short:   "Roll a new version of the app across sites in waves; status, pause, resume, undo, history",
@@ -163,7 +163,7 @@ func NewCmdRollout(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 	cmd.Flags().StringArrayVar(&o.Images, "image", nil, "new image as [CONTAINER=]IMAGE (repeatable)")
 	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest of the workload whose pod template is rolled out")
 	o.PlanFlags.AddFlags(cmd)
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	cmd.AddCommand(
 		newCmdStatus(f, streams), newCmdPause(f, streams), newCmdResume(f, streams),
 		newCmdUndo(f, streams), newCmdHistory(f, streams),
@@ -196,7 +196,7 @@ func (o *Options) Validate() error {
 	if (len(o.specs) == 0) == (o.manifest == nil) {
 		return errors.New("say what to roll out: --image [CONTAINER=]IMAGE or -f FILE (one of them)")
 	}
-	if err := o.Output.Validate(); err != nil {
+	if err := o.PrintFlags.Validate(); err != nil {
 		return err
 	}
 	var err error
@@ -217,18 +217,18 @@ func (o *Options) Run(ctx context.Context) error {
 		cause = "kubectl stage rollout -f " + o.Filename
 	}
 	res, err := roller.Start(ctx, edit, cause, o.plan)
-	return report(o.Out, o.Output, res, err)
+	return report(o.Out, o.PrintFlags, res, err)
 }
 
-// report prints the rollout's summary, then returns its error; a pause is
-// not an error.
-func report(out io.Writer, output *cmdutil.OutputFlags, res *rollout.Result, err error) error {
+// report prints the rollout (its summary table, or the Rollout object
+// through -o), then returns its error; a pause is not an error.
+func report(out io.Writer, printFlags *cmdutil.PrintFlags, res *rollout.Result, err error) error {
 	if res != nil {
 		var printErr error
-		if output.Structured() {
-			printErr = output.PrintStructured(out, res)
+		if printFlags.HumanReadable() {
+			printErr = printSummary(out, res.Object())
 		} else {
-			printErr = printSummary(out, res)
+			printErr = printFlags.Print(res.Object(), out)
 		}
 		if err == nil {
 			err = printErr

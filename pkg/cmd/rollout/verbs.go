@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/kubectl/pkg/util/templates"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
 )
@@ -24,7 +24,7 @@ import (
 type verbOptions struct {
 	PlanFlags
 	ToRevision int
-	Output     *cmdutil.OutputFlags
+	PrintFlags *cmdutil.PrintFlags
 
 	verb   string
 	ref    rollout.Ref
@@ -34,14 +34,14 @@ type verbOptions struct {
 }
 
 func newVerb(f kcmdutil.Factory, streams genericiooptions.IOStreams, verb string, run func(context.Context, *verbOptions) error, cmd *cobra.Command) (*cobra.Command, *verbOptions) {
-	o := &verbOptions{verb: verb, run: run, Output: cmdutil.NewOutputFlags(false), common: common{factory: f, IOStreams: streams}}
+	o := &verbOptions{verb: verb, run: run, PrintFlags: cmdutil.NewPrintFlags(false), common: common{factory: f, IOStreams: streams}}
 	cmd.Use = verb + " APP"
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var err error
 		if o.ref, err = o.complete(args, verb); err != nil {
 			return err
 		}
-		if err := o.Output.Validate(); err != nil {
+		if err := o.PrintFlags.Validate(); err != nil {
 			return err
 		}
 		if o.roller, err = rollout.New(cmd.Context(), o.client, o.ref, o.ErrOut); err != nil {
@@ -61,7 +61,7 @@ func newCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 		}
 		res, err := status(ctx)
 		if watch && res != nil && res.State != nil {
-			return report(o.Out, o.Output, res, err)
+			return report(o.Out, o.PrintFlags, res, err)
 		}
 		if err != nil {
 			return err
@@ -70,7 +70,7 @@ func newCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 			_, err := fmt.Fprintf(o.Out, "%s has not been rolled out with kubectl stage rollout\n", o.ref)
 			return err
 		}
-		return report(o.Out, o.Output, res, nil)
+		return report(o.Out, o.PrintFlags, res, nil)
 	}, &cobra.Command{
 		Short: "Show the app's rollout: phase, revision, and each site's pods",
 		Long: templates.LongDesc(`
@@ -84,7 +84,7 @@ func newCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 			kubectl stage rollout status node -o json`),
 	})
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it completes, is paused or fails")
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
@@ -110,14 +110,14 @@ func newCmdPause(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.
 func newCmdResume(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd, o := newVerb(f, streams, "resume", func(ctx context.Context, o *verbOptions) error {
 		res, err := o.roller.Resume(ctx)
-		return report(o.Out, o.Output, res, err)
+		return report(o.Out, o.PrintFlags, res, err)
 	}, &cobra.Command{
 		Short: "Continue a paused, failed or interrupted rollout from where it stopped",
 		Long: templates.LongDesc(`
 			Continue the app's rollout with the waves and gates it started with.
 			A failed site's wave is tried again.`),
 	})
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
@@ -132,7 +132,7 @@ func newCmdUndo(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 			_, err = fmt.Fprintf(o.Out, "%s already runs revision %d everywhere\n", o.ref, o.ToRevision)
 			return err
 		}
-		return report(o.Out, o.Output, res, err)
+		return report(o.Out, o.PrintFlags, res, err)
 	}, &cobra.Command{
 		Short: "Return every site to the previous revision (or --to-revision), in waves",
 		Long: templates.LongDesc(`
@@ -145,7 +145,7 @@ func newCmdUndo(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	})
 	cmd.Flags().IntVar(&o.ToRevision, "to-revision", 0, "revision to return to (0: the one before the current)")
 	o.PlanFlags.AddFlags(cmd)
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
@@ -160,6 +160,10 @@ func newCmdHistory(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 			if !ok {
 				return fmt.Errorf("revision %d is not in the history of %s", o.ToRevision, o.ref)
 			}
+			if !o.PrintFlags.HumanReadable() {
+				obj := rev.Object(o.ref)
+				return o.PrintFlags.Print(&obj, o.Out)
+			}
 			data, err := yaml.Marshal(rev.Spec)
 			if err != nil {
 				return err
@@ -167,8 +171,8 @@ func newCmdHistory(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 			_, err = o.Out.Write(data)
 			return err
 		}
-		if o.Output.Structured() {
-			return o.Output.PrintStructured(o.Out, history)
+		if !o.PrintFlags.HumanReadable() {
+			return o.PrintFlags.Print(history.Objects(o.ref), o.Out)
 		}
 		return printHistory(o.Out, history, time.Now())
 	}, &cobra.Command{
@@ -178,7 +182,7 @@ func newCmdHistory(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 			kubectl stage rollout history sts/node --revision 2`),
 	})
 	cmd.Flags().IntVar(&o.ToRevision, "revision", 0, "print this revision's pod template")
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
@@ -193,46 +197,24 @@ func printHistory(out io.Writer, history rollout.History, now time.Time) error {
 }
 
 // printSummary prints the rollout's phase and one row per site.
-func printSummary(out io.Writer, res *rollout.Result) error {
-	if res.NoChange {
-		_, err := fmt.Fprintf(out, "%s already runs that template; nothing to roll out\n", res.Ref)
+func printSummary(out io.Writer, r *v1alpha1.Rollout) error {
+	ref := strings.ToLower(r.Spec.Workload.Kind) + "/" + r.Name
+	switch r.Status.Phase {
+	case v1alpha1.RolloutUnchanged:
+		_, err := fmt.Fprintf(out, "%s already runs that template; nothing to roll out\n", ref)
 		return err
-	}
-	s := res.State
-	if s == nil {
+	case "":
 		return nil
 	}
-	fmt.Fprintf(out, "%s revision %d: %s", res.Ref, s.Revision, s.Phase)
-	if s.FailedSite != "" {
-		fmt.Fprintf(out, " at site %s: %s", s.FailedSite, s.Message)
+	fmt.Fprintf(out, "%s revision %d: %s", ref, r.Spec.Revision, r.Status.Phase)
+	if r.Status.FailedSite != "" {
+		fmt.Fprintf(out, " at site %s: %s", r.Status.FailedSite, r.Status.Message)
 	}
 	fmt.Fprintln(out)
 	w := printers.GetNewTabWriter(out)
 	fmt.Fprintln(w, "SITE\tWAVE\tDESIRED\tUPDATED\tREADY\tRESULT")
-	sites := res.Sites
-	if len(sites) == 0 {
-		for _, wave := range s.Waves {
-			for _, site := range wave {
-				sites = append(sites, rollout.SiteProgress{Site: site, Desired: s.Desired[site]})
-			}
-		}
-	}
-	slices.SortStableFunc(sites, func(a, b rollout.SiteProgress) int { return s.WaveOf(a.Site) - s.WaveOf(b.Site) })
-	for _, p := range sites {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", p.Site, strconv.Itoa(s.WaveOf(p.Site)), p.Desired, p.Updated, p.Ready, siteResult(s, p.Site))
+	for _, site := range r.Status.Sites {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\n", site.Name, site.Wave, site.Desired, site.Updated, site.Ready, site.Result)
 	}
 	return w.Flush()
-}
-
-func siteResult(s *rollout.State, site string) string {
-	switch {
-	case slices.Contains(s.Done, site):
-		return "updated"
-	case site == s.FailedSite:
-		return "failed"
-	case s.Phase == rollout.PhaseFailed || s.Phase == rollout.PhasePaused:
-		return "not reached"
-	default:
-		return "waiting"
-	}
 }

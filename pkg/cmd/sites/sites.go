@@ -11,25 +11,34 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/printers"
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
-	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 )
 
-// view prints one side of the report.
-type view func(o *Options, r *site.Report, w io.Writer) error
+// view is one side of the report: the objects it prints through -o, and
+// its table.
+type view struct {
+	object func(r *site.Report) runtime.Object
+	table  func(o *Options, r *site.Report, w io.Writer) error
+}
+
+var (
+	sitesView = view{object: func(r *site.Report) runtime.Object { return &r.Sites }, table: printSites}
+	nodesView = view{object: func(r *site.Report) runtime.Object { return &r.Nodes }, table: printNodes}
+)
 
 // Options are the flags of `sites` and `status`.
 type Options struct {
-	Output *cmdutil.OutputFlags
+	PrintFlags *cmdutil.PrintFlags
 
-	kind    string
 	view    view
 	factory kcmdutil.Factory
 	store   *site.Store
@@ -37,16 +46,9 @@ type Options struct {
 	genericiooptions.IOStreams
 }
 
-// List is what -o json|yaml prints.
-type List struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Items      any    `json:"items"`
-}
-
 // NewCmdSites returns the `sites` command.
 func NewCmdSites(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	return newCmd(f, streams, "SiteList", printSites, &cobra.Command{
+	return newCmd(f, streams, sitesView, &cobra.Command{
 		Use:   "sites",
 		Short: "List the sites with their nodes, readiness and the peers running there",
 		Long: templates.LongDesc(`
@@ -55,13 +57,14 @@ func NewCmdSites(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.
 		Example: templates.Examples(`
 			kubectl stage sites
 			kubectl stage sites -o wide
-			kubectl stage sites -o json`),
+			kubectl stage sites -o json
+			kubectl stage sites -o jsonpath='{.items[*].metadata.name}'`),
 	})
 }
 
 // NewCmdStatus returns the `status` command.
 func NewCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	return newCmd(f, streams, "NodeStatusList", printNodes, &cobra.Command{
+	return newCmd(f, streams, nodesView, &cobra.Command{
 		Use:   "status",
 		Short: "Show every enrolled node: site, overlay IP, Ready state, credential and token expiry",
 		Long: templates.LongDesc(`
@@ -71,35 +74,39 @@ func NewCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 		Example: templates.Examples(`
 			kubectl stage status
 			kubectl stage status -o wide
-			kubectl stage status -o yaml`),
+			kubectl stage status -o yaml
+			kubectl stage status -o name`),
 	})
 }
 
-func newCmd(f kcmdutil.Factory, streams genericiooptions.IOStreams, kind string, v view, cmd *cobra.Command) *cobra.Command {
-	o := &Options{Output: cmdutil.NewOutputFlags(true), kind: kind, view: v, factory: f, now: time.Now, IOStreams: streams}
+func newCmd(f kcmdutil.Factory, streams genericiooptions.IOStreams, v view, cmd *cobra.Command) *cobra.Command {
+	o := &Options{PrintFlags: cmdutil.NewPrintFlags(true), view: v, factory: f, now: time.Now, IOStreams: streams}
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := o.Complete(); err != nil {
+		if err := o.Complete(f, cmd, args); err != nil {
 			return err
 		}
-		if err := o.Output.Validate(); err != nil {
+		if err := o.Validate(); err != nil {
 			return err
 		}
 		return o.Run(cmd.Context())
 	}
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
-// Complete builds the client.
-func (o *Options) Complete() error {
-	client, err := o.factory.KubernetesClientSet()
+// Complete builds the client (without contacting the cluster).
+func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
+	client, err := f.KubernetesClientSet()
 	if err != nil {
 		return err
 	}
 	o.store = site.NewStore(client)
 	return nil
 }
+
+// Validate checks the output flags.
+func (o *Options) Validate() error { return o.PrintFlags.Validate() }
 
 // Run prints the report.
 func (o *Options) Run(ctx context.Context) error {
@@ -110,34 +117,30 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output.Structured() {
-		var items any = report.Sites
-		if o.kind == "NodeStatusList" {
-			items = report.Nodes
-		}
-		return o.Output.PrintStructured(o.Out, List{APIVersion: api.Group + "/v1alpha1", Kind: o.kind, Items: items})
+	if !o.PrintFlags.HumanReadable() {
+		return o.PrintFlags.Print(o.view.object(report), o.Out)
 	}
 	w := printers.GetNewTabWriter(o.Out)
-	if err := o.view(o, report, w); err != nil {
+	if err := o.view.table(o, report, w); err != nil {
 		return err
 	}
 	return w.Flush()
 }
 
 func printSites(o *Options, r *site.Report, w io.Writer) error {
-	if len(r.Sites) == 0 {
+	if len(r.Sites.Items) == 0 {
 		_, err := fmt.Fprintln(o.ErrOut, "No sites yet: enroll a node with kubectl stage join SITE --node NAME")
 		return err
 	}
 	header := "SITE\tNODES\tREADY\tPODS\tAGE"
-	if o.Output.Wide() {
+	if o.PrintFlags.Wide() {
 		header += "\tAPPS"
 	}
 	fmt.Fprintln(w, header)
-	for _, s := range r.Sites {
-		line := fmt.Sprintf("%s\t%d\t%d/%d\t%d\t%s", s.Name, s.Nodes, s.Ready, s.Nodes, s.Pods, age(s.CreatedAt, o.now()))
-		if o.Output.Wide() {
-			line += "\t" + formatApps(s.Apps)
+	for _, s := range r.Sites.Items {
+		line := fmt.Sprintf("%s\t%d\t%d/%d\t%d\t%s", s.Name, s.Status.Nodes, s.Status.Ready, s.Status.Nodes, s.Status.Pods, age(s.CreationTimestamp.Time, o.now()))
+		if o.PrintFlags.Wide() {
+			line += "\t" + formatApps(s.Status.Apps)
 		}
 		fmt.Fprintln(w, line)
 	}
@@ -145,24 +148,24 @@ func printSites(o *Options, r *site.Report, w io.Writer) error {
 }
 
 func printNodes(o *Options, r *site.Report, w io.Writer) error {
-	if len(r.Nodes) == 0 {
+	if len(r.Nodes.Items) == 0 {
 		_, err := fmt.Fprintln(o.ErrOut, "No nodes enrolled: enroll one with kubectl stage join SITE --node NAME")
 		return err
 	}
 	now := o.now()
 	header := "NODE\tSITE\tOVERLAY IP\tSTATUS\tCREDENTIAL EXPIRES\tTOKEN"
-	if o.Output.Wide() {
+	if o.PrintFlags.Wide() {
 		header += "\tVPN\tINTERNAL IP\tTOKEN ID\tENROLLED"
 	}
 	fmt.Fprintln(w, header)
-	for _, n := range r.Nodes {
-		tokenCol := n.TokenState
-		if n.TokenState == site.TokenValid {
-			tokenCol = "expires in " + duration.HumanDuration(n.TokenExpires.Sub(now))
+	for _, n := range r.Nodes.Items {
+		tokenCol := n.Status.TokenState
+		if tokenCol == v1alpha1.TokenValid {
+			tokenCol = "expires in " + duration.HumanDuration(n.Status.TokenExpires.Sub(now))
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Name, n.Site, n.OverlayIP, n.State, expiry(n.CredentialExpires, now), tokenCol)
-		if o.Output.Wide() {
-			line += fmt.Sprintf("\t%s\t%s\t%s\t%s", n.VPN, orNone(n.InternalIP), n.TokenID, age(n.EnrolledAt, now)+" ago")
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Name, n.Spec.Site, n.Spec.OverlayIP, n.Status.State, expiry(n.Status.CredentialExpires.Time, now), tokenCol)
+		if o.PrintFlags.Wide() {
+			line += fmt.Sprintf("\t%s\t%s\t%s\t%s", n.Spec.VPN, orNone(n.Status.InternalIP), n.Spec.TokenID, age(n.CreationTimestamp.Time, now)+" ago")
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
 )
@@ -42,7 +44,7 @@ type Options struct {
 	enroll.InitOptions
 	HubConfigDir  string
 	SkipCertCheck bool
-	Output        *cmdutil.OutputFlags
+	PrintFlags    *cmdutil.PrintFlags
 
 	factory  kcmdutil.Factory
 	enroller *enroll.Enroller
@@ -53,7 +55,7 @@ type Options struct {
 func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &Options{
 		InitOptions: enroll.InitOptions{OverlayCIDR: "10.23.0.0/16", VPN: "openvpn", TokenTTL: 24 * time.Hour, CredentialValidity: 365 * 24 * time.Hour},
-		Output:      cmdutil.NewOutputFlags(false),
+		PrintFlags:  cmdutil.NewPrintFlags(false),
 		factory:     f,
 		IOStreams:   streams,
 	}
@@ -64,7 +66,7 @@ func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 		Example: initExample,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd.Context()); err != nil {
+			if err := o.Complete(f, cmd, args); err != nil {
 				return err
 			}
 			if err := o.Validate(); err != nil {
@@ -84,26 +86,15 @@ func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	flags.DurationVar(&o.CredentialValidity, "credential-validity", o.CredentialValidity, "lifetime of node VPN credentials")
 	flags.StringVar(&o.HubConfigDir, "hub-config-dir", o.HubConfigDir, "also write the hub's VPN server configuration into this directory (files 0600)")
 	flags.BoolVar(&o.SkipCertCheck, "skip-apiserver-cert-check", o.SkipCertCheck, "do not check that the API server certificate is valid for its overlay address")
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
-// Complete builds the client and reads the API server certificate.
-func (o *Options) Complete(ctx context.Context) error {
+// Complete builds the client (without contacting the cluster).
+func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
 	var err error
-	if o.enroller, err = cmdutil.NewEnroller(o.factory, o.ErrOut); err != nil {
-		return err
-	}
-	if !o.SkipCertCheck {
-		cfg, err := o.factory.ToRESTConfig()
-		if err != nil {
-			return err
-		}
-		if o.ServingCertificate, err = enroll.ServingCertificate(ctx, cfg); err != nil {
-			return err
-		}
-	}
-	return nil
+	o.enroller, err = cmdutil.NewEnroller(f, o.ErrOut)
+	return err
 }
 
 // Validate checks the flags that need no cluster.
@@ -111,11 +102,21 @@ func (o *Options) Validate() error {
 	if o.HubEndpoint == "" {
 		return fmt.Errorf("--hub-endpoint is required: the HOST[:PORT] where nodes reach the VPN hub")
 	}
-	return o.Output.Validate()
+	return o.PrintFlags.Validate()
 }
 
-// Run initializes the cluster.
+// Run reads the API server's certificate (to check it covers the overlay
+// address), initializes the cluster, and prints the stored configuration.
 func (o *Options) Run(ctx context.Context) error {
+	if !o.SkipCertCheck {
+		restConfig, err := o.factory.ToRESTConfig()
+		if err != nil {
+			return err
+		}
+		if o.ServingCertificate, err = enroll.ServingCertificate(ctx, restConfig); err != nil {
+			return err
+		}
+	}
 	cfg, err := o.enroller.Init(ctx, o.InitOptions)
 	if err != nil {
 		return err
@@ -125,8 +126,13 @@ func (o *Options) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if o.Output.Structured() {
-		return o.Output.PrintStructured(o.Out, cfg)
+	if !o.PrintFlags.HumanReadable() {
+		// The ConfigMap as stored: a real object, fit for kubectl and jq.
+		stored, err := o.enroller.Store.Client.CoreV1().ConfigMaps(o.enroller.Store.Namespace).Get(ctx, api.ConfigName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		return o.PrintFlags.Print(stored, o.Out)
 	}
 	_, err = fmt.Fprintf(o.Out, "kubectl-stage initialized: overlay %s, %s hub at %s. Enroll a node with: kubectl stage join SITE --node NAME\n",
 		cfg.OverlayCIDR, cfg.VPN, cfg.HubEndpoint)

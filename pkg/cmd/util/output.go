@@ -1,88 +1,144 @@
 // Package util holds what every kubectl-stage command shares: the output
-// flags and the way structured results are printed.
+// flags and the way results are printed.
 package util
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/printers"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 )
 
-// Output formats understood by every command that prints a result.
+// Output formats of a command's own human-readable view.
 const (
-	OutputJSON = "json"
-	OutputYAML = "yaml"
+	// OutputWide adds columns to a command's table.
 	OutputWide = "wide"
 )
 
-// OutputFlags is the `-o/--output` flag shared by the commands. The empty
-// format is the human-readable table; "wide" adds columns; json and yaml
-// print the same data as structured documents.
-type OutputFlags struct {
-	Format string
-
-	allowed []string
-}
-
-// NewOutputFlags accepts json and yaml, plus wide when the command has a
-// wider table to offer.
-func NewOutputFlags(withWide bool) *OutputFlags {
-	allowed := []string{OutputJSON, OutputYAML}
-	if withWide {
-		allowed = append(allowed, OutputWide)
+// printScheme knows the Kubernetes types and kubectl-stage.io/v1alpha1, so
+// that every printed object carries its apiVersion and kind.
+var printScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
 	}
-	return &OutputFlags{allowed: allowed}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// PrintFlags is -o/--output: cli-runtime's printers (json, yaml, name,
+// jsonpath, go-template and their file forms, with --template,
+// --allow-missing-template-keys and --show-managed-fields), plus the
+// command's own human-readable view, the default, and `wide` where the
+// command's table has more columns.
+type PrintFlags struct {
+	*genericclioptions.PrintFlags
+
+	wide   bool
+	noName bool
 }
 
-// AddFlags registers -o/--output with shell completion of its values.
-func (f *OutputFlags) AddFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.Format, "output", "o", f.Format,
-		fmt.Sprintf("Output format. One of: (%s).", strings.Join(f.allowed, ", ")))
+// NewPrintFlags returns the flags of a command whose human view has a wide
+// form when withWide is set.
+func NewPrintFlags(withWide bool) *PrintFlags {
+	return &PrintFlags{PrintFlags: genericclioptions.NewPrintFlags(""), wide: withWide}
+}
+
+// WithoutName drops -o name, for objects that have no name (a version).
+func (f *PrintFlags) WithoutName() *PrintFlags {
+	f.noName = true
+	return f
+}
+
+// AllowedFormats lists what -o accepts, the command's own ones first.
+func (f *PrintFlags) AllowedFormats() []string {
+	var formats []string
+	if f.wide {
+		formats = append(formats, OutputWide)
+	}
+	for _, format := range f.PrintFlags.AllowedFormats() {
+		if !(f.noName && format == "name") {
+			formats = append(formats, format)
+		}
+	}
+	return formats
+}
+
+// AddFlags registers -o/--output (with completion of its values) and the
+// template flags.
+func (f *PrintFlags) AddFlags(cmd *cobra.Command) {
+	f.PrintFlags.AddFlags(cmd)
+	cmd.Flags().Lookup("output").Usage = fmt.Sprintf("Output format. One of: (%s).", strings.Join(f.AllowedFormats(), ", "))
 	_ = cmd.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return f.allowed, cobra.ShellCompDirectiveNoFileComp
+		return f.AllowedFormats(), cobra.ShellCompDirectiveNoFileComp
 	})
 }
 
-// Validate rejects a format the command cannot print, in kubectl's words.
-func (f *OutputFlags) Validate() error {
-	if f.Format == "" || slices.Contains(f.allowed, f.Format) {
-		return nil
+// Format is the requested output format ("" for the human view).
+func (f *PrintFlags) Format() string {
+	if f.OutputFormat == nil {
+		return ""
 	}
-	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s",
-		f.Format, strings.Join(f.allowed, ","))
+	return *f.OutputFormat
 }
 
-// Structured reports whether the result goes out as json or yaml.
-func (f *OutputFlags) Structured() bool {
-	return f.Format == OutputJSON || f.Format == OutputYAML
+// HumanReadable reports whether the command prints its own view (the
+// default, or wide) rather than an object through a printer.
+func (f *PrintFlags) HumanReadable() bool {
+	return f.Format() == "" || (f.wide && f.Format() == OutputWide)
 }
 
 // Wide reports whether the table should carry its extra columns.
-func (f *OutputFlags) Wide() bool { return f.Format == OutputWide }
+func (f *PrintFlags) Wide() bool { return f.wide && f.Format() == OutputWide }
 
-// PrintStructured writes v as indented JSON or as YAML.
-func (f *OutputFlags) PrintStructured(out io.Writer, v any) error {
-	switch f.Format {
-	case OutputJSON:
-		data, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(out, "%s\n", data)
-		return err
-	case OutputYAML:
-		data, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(data)
-		return err
-	default:
-		return fmt.Errorf("output format %q is not structured", f.Format)
+// Validate rejects a format the command cannot print and a bad template, in
+// kubectl's words, before the command does anything.
+func (f *PrintFlags) Validate() error {
+	if f.HumanReadable() {
+		return nil
 	}
+	// -o jsonpath=TEMPLATE and the like carry their template after "=".
+	name, _, _ := strings.Cut(f.Format(), "=")
+	if !slices.Contains(f.AllowedFormats(), name) {
+		return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: %s",
+			f.Format(), strings.Join(f.AllowedFormats(), ","))
+	}
+	_, err := f.PrintFlags.ToPrinter()
+	return err
+}
+
+// Print writes obj with the requested printer, apiVersion and kind set from
+// its type.
+func (f *PrintFlags) Print(obj runtime.Object, out io.Writer) error {
+	printer, err := f.PrintFlags.ToPrinter()
+	if err != nil {
+		return err
+	}
+	printer = printers.NewTypeSetter(printScheme).ToPrinter(printer)
+	// cli-runtime's name printer takes no typed lists: name each item, as
+	// kubectl does after flattening a list.
+	if f.Format() == "name" && meta.IsListType(obj) {
+		items, err := meta.ExtractList(obj)
+		if err != nil {
+			return err
+		}
+		for _, item := range items {
+			if err := printer.PrintObj(item, out); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return printer.PrintObj(obj, out)
 }

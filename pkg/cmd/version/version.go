@@ -8,6 +8,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/kubectl/pkg/util/templates"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/version"
 )
@@ -22,24 +23,23 @@ var (
 		kubectl stage version
 
 		# Print the full build information as JSON
-		kubectl stage version -o json`)
-)
+		kubectl stage version -o json
 
-// Output is what -o json|yaml prints; the key matches `kubectl version -o json`.
-type Output struct {
-	ClientVersion version.Info `json:"clientVersion"`
-}
+		# Print only the release
+		kubectl stage version -o jsonpath='{.clientVersion.gitVersion}'`)
+)
 
 // Options holds the flags of `kubectl stage version`.
 type Options struct {
-	Output *cmdutil.OutputFlags
+	PrintFlags *cmdutil.PrintFlags
 
 	genericiooptions.IOStreams
 }
 
 // NewOptions returns Options writing to streams.
 func NewOptions(streams genericiooptions.IOStreams) *Options {
-	return &Options{Output: cmdutil.NewOutputFlags(false), IOStreams: streams}
+	// A version has no name, so -o name does not apply.
+	return &Options{PrintFlags: cmdutil.NewPrintFlags(false).WithoutName(), IOStreams: streams}
 }
 
 // NewCmdVersion returns the `version` command.
@@ -58,18 +58,18 @@ func NewCmdVersion(streams genericiooptions.IOStreams) *cobra.Command {
 			return o.Run()
 		},
 	}
-	o.Output.AddFlags(cmd)
+	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
 // Validate checks the output format.
-func (o *Options) Validate() error { return o.Output.Validate() }
+func (o *Options) Validate() error { return o.PrintFlags.Validate() }
 
 // Run prints the version.
 func (o *Options) Run() error {
 	info := version.Get()
-	if o.Output.Structured() {
-		return o.Output.PrintStructured(o.Out, Output{ClientVersion: info})
+	if !o.PrintFlags.HumanReadable() {
+		return o.PrintFlags.Print(&v1alpha1.PluginVersion{ClientVersion: info}, o.Out)
 	}
 	_, err := fmt.Fprintf(o.Out, "kubectl-stage version: %s (commit %s, built %s, %s %s)\n",
 		info.GitVersion, orUnknown(info.GitCommit), orUnknown(info.BuildDate), info.GoVersion, info.Platform)
