@@ -21,8 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
-	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
+	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
