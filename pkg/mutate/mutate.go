@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -229,7 +230,9 @@ func requireSites(pod *corev1.Pod, sites []string) {
 // so this holds when many pods are created at once, which no count taken at
 // admission can: N pods over N sites are one per site. For one-per-site,
 // MinDomains (the number of sites) keeps that true while a site has no
-// schedulable node: the pod waits instead of doubling up elsewhere.
+// schedulable node: the pod waits instead of doubling up elsewhere; and
+// MatchLabelKeys counts a Deployment's pods per ReplicaSet, so a rolling
+// update spreads the new pods among themselves, not around the old ones.
 func siteSpread(cfg config) corev1.TopologySpreadConstraint {
 	c := corev1.TopologySpreadConstraint{
 		MaxSkew:           1,
@@ -239,8 +242,26 @@ func siteSpread(cfg config) corev1.TopologySpreadConstraint {
 	}
 	if cfg.placement == PlacementOnePerSite {
 		c.MinDomains = ptr.To(int32(len(cfg.sites)))
+		c.MatchLabelKeys = []string{appsv1.DefaultDeploymentUniqueLabelKey}
 	}
 	return c
+}
+
+// isSpread reports whether c is ours. The API server merges the
+// MatchLabelKeys' values into the stored selector, so a pod created from a
+// stored one carries them; they are not the user's.
+func isSpread(c, ours corev1.TopologySpreadConstraint) bool {
+	if c.LabelSelector != nil && len(c.MatchLabelKeys) > 0 {
+		merged := c.LabelSelector.DeepCopy()
+		merged.MatchExpressions = slices.DeleteFunc(merged.MatchExpressions, func(e metav1.LabelSelectorRequirement) bool {
+			return slices.Contains(c.MatchLabelKeys, e.Key)
+		})
+		if len(merged.MatchExpressions) == 0 {
+			merged.MatchExpressions = nil
+		}
+		c.LabelSelector = merged
+	}
+	return equality.Semantic.DeepEqual(c, ours)
 }
 
 // spreadOverSites adds siteSpread. Under spread, a constraint the user wrote
@@ -249,7 +270,7 @@ func siteSpread(cfg config) corev1.TopologySpreadConstraint {
 func spreadOverSites(pod *corev1.Pod, cfg config) error {
 	ours := siteSpread(cfg)
 	for _, c := range pod.Spec.TopologySpreadConstraints {
-		if c.TopologyKey != api.LabelSite || equality.Semantic.DeepEqual(c, ours) {
+		if c.TopologyKey != api.LabelSite || isSpread(c, ours) {
 			continue
 		}
 		if cfg.placement == PlacementOnePerSite {
@@ -258,7 +279,7 @@ func spreadOverSites(pod *corev1.Pod, cfg config) error {
 		}
 		return nil
 	}
-	if !slices.ContainsFunc(pod.Spec.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool { return equality.Semantic.DeepEqual(c, ours) }) {
+	if !slices.ContainsFunc(pod.Spec.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool { return isSpread(c, ours) }) {
 		pod.Spec.TopologySpreadConstraints = append(pod.Spec.TopologySpreadConstraints, ours)
 	}
 	return nil

@@ -136,10 +136,18 @@ func TestOnePerSiteSpreadsOtherPods(t *testing.T) {
 	}
 	want := corev1.TopologySpreadConstraint{
 		MaxSkew: 1, TopologyKey: api.LabelSite, WhenUnsatisfiable: corev1.DoNotSchedule, MinDomains: ptr.To(int32(3)),
-		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{api.LabelApp: "gossip"}},
+		LabelSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{api.LabelApp: "gossip"}},
+		MatchLabelKeys: []string{"pod-template-hash"},
 	}
 	if c := got.Spec.TopologySpreadConstraints; len(c) != 1 || !equality.Semantic.DeepEqual(c[0], want) {
 		t.Errorf("spread constraints = %+v, want exactly %+v", c, want)
+	}
+	// As stored: the API server merged the pod's pod-template-hash into the
+	// selector. A pod created from it is still the webhook's.
+	stored := got.DeepCopy()
+	stored.Spec.TopologySpreadConstraints[0].LabelSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "pod-template-hash", Operator: metav1.LabelSelectorOpIn, Values: []string{"5dd7b5d849"}}}
+	if again, _, err := Mutate(stored, nil, view); err != nil || !equality.Semantic.DeepEqual(again, stored) {
+		t.Errorf("a stored one-per-site pod mutated again: err %v, changed %v", err, !equality.Semantic.DeepEqual(again, stored))
 	}
 	if site, _ := env(got, api.EnvSite); !equality.Semantic.DeepEqual(site, zoneSiteVar) {
 		t.Errorf("%s = %+v, want the zone label through the downward API", api.EnvSite, site)
