@@ -13,6 +13,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -193,6 +194,23 @@ func TestOnePerSiteBursts(t *testing.T) {
 			t.Errorf("%s: zone label %q, want %q", p.Name, zone, c.site[p.Spec.NodeName])
 		}
 	}
+	// A rolling update spreads the new ReplicaSet's pods among themselves
+	// (with 3 of 6 nodes free: on a full cluster hostPorts leave a surge
+	// pod nowhere to go).
+	patch := []byte(`{"spec":{"template":{"metadata":{"annotations":{"revision":"2"}}}}}`)
+	if _, err := c.cp.Client.AppsV1().Deployments("burst").Patch(ctx, "dep", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var updated []corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		updated = waitRunning(t, c.cp, "burst", "app=dep", 3)
+		return !slices.ContainsFunc(updated, func(p corev1.Pod) bool { return p.Annotations["revision"] != "2" }), nil
+	})
+	if err != nil {
+		t.Fatalf("the rollout never completed: %v", err)
+	}
+	wantPerSite(t, sitesOf(c, updated), 1)
+
 	if _, err := c.cp.Client.AppsV1().Deployments("burst").UpdateScale(ctx, "dep", &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "dep", Namespace: "burst"}, Spec: autoscalingv1.ScaleSpec{Replicas: 6}}, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
