@@ -58,7 +58,10 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	if err := m.Decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, err), resultErrored
 	}
-	if pod.Namespace == "" {
+	// The request's namespace is the API server's word; a namespace in the
+	// body (which the API server rejects when it differs) is never trusted,
+	// so a kube-system pod can never pass for another namespace's.
+	if req.Namespace != "" {
 		pod.Namespace = req.Namespace
 	}
 	if pod.Name == "" {

@@ -94,6 +94,13 @@ func TestHandle(t *testing.T) {
 			wantMessage: `annotation kubectl-stage.io/seeds="many": must be a whole number from 0 to 256`,
 		},
 		{
+			name:        "kube-system pod whose body claims an opted-in namespace",
+			namespace:   "kube-system",
+			pod:         `{"metadata":{"name":"dht-5","namespace":"p2p","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"hostNetwork":true,"containers":[{"name":"n","image":"dht","ports":[{"containerPort":4001}]}]}}`,
+			wantAllowed: true,
+			wantMessage: "kube-system is never mutated",
+		},
+		{
 			name:        "not a pod",
 			namespace:   "p2p",
 			pod:         `{"metadata":{"name":"x"},"spec":{"containers":"oops"}}`,
