@@ -160,21 +160,68 @@ func (r *NodeRecord) Validate() error {
 	return nil
 }
 
-// CorruptRecordError is a node record that fails Validate.
+// CorruptRecordError is a record that fails Validate.
 type CorruptRecordError struct {
-	Name string // namespace/name of the ConfigMap
-	Err  error
+	Namespace, Name string // the ConfigMap's
+	Err             error
 }
 
 func (e *CorruptRecordError) Error() string {
-	return fmt.Sprintf("configmap %s is corrupt, so nothing was done: %v; it was not written by kubectl stage: inspect it, delete it (`kubectl delete configmap -n %s`), then remove the node with `kubectl stage leave`",
-		e.Name, e.Err, strings.ReplaceAll(e.Name, "/", " "))
+	return fmt.Sprintf("configmap %s/%s is corrupt, so nothing was done: %v; kubectl stage did not write it so: inspect it, delete it (kubectl delete configmap -n %s %s), then run `kubectl stage leave NODE` for its node",
+		e.Namespace, e.Name, e.Err, e.Namespace, e.Name)
 }
 
 func (e *CorruptRecordError) Unwrap() error { return e.Err }
+
+// Validate checks the hub credentials read from the cluster, for the backend
+// whose keys are present: they are written into every node's configuration
+// and the hub's, so each must be exactly a key or a PEM block.
+func (h HubSecrets) Validate() error {
+	var errs []error
+	if _, ok := h[WGPrivateKey]; ok {
+		if err := vpn.ValidateWireGuardKey(string(h[WGPrivateKey])); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", WGPrivateKey, err))
+		}
+		if err := vpn.ValidateWireGuardKey(string(h[WGPublicKeyKey])); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", WGPublicKeyKey, err))
+		}
+	}
+	if _, ok := h[TLSCryptKey]; ok {
+		if err := vpn.ValidateTLSCryptKey(h[TLSCryptKey]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", TLSCryptKey, err))
+		}
+		for key, types := range map[string][]string{HubCertKey: {"CERTIFICATE"}, HubKeyKey: {"EC PRIVATE KEY", "PRIVATE KEY"}, CRLKey: {"X509 CRL"}} {
+			if _, err := vpn.CanonicalPEM(key, h[key], types...); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CorruptSecretError is a hub Secret that fails Validate.
+type CorruptSecretError struct {
+	Name string // namespace/name
+	Err  error
+}
+
+func (e *CorruptSecretError) Error() string {
+	return fmt.Sprintf("secret %s is corrupt, so nothing was done: %s; restore it from a backup, or delete it and re-run `kubectl stage init` (new hub credentials: every node then needs a new bundle)",
+		e.Name, strings.ReplaceAll(e.Err.Error(), "\n", "; "))
+}
+
+func (e *CorruptSecretError) Unwrap() error { return e.Err }
 
 // SiteRecord is a site; it exists from the first join there.
 type SiteRecord struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Validate checks a site record read from the cluster.
+func (r *SiteRecord) Validate() error {
+	if errs := validation.IsDNS1123Label(r.Name); len(errs) > 0 {
+		return fmt.Errorf("name %q: %s", r.Name, strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
 
 func validConfig() Config {
@@ -59,5 +61,27 @@ func TestNodeRecordValidate(t *testing.T) {
 		if err := r.Validate(); err == nil {
 			t.Errorf("record named %q accepted", name)
 		}
+	}
+}
+
+func TestHubSecretsValidate(t *testing.T) {
+	key, _ := vpn.NewWireGuardKey()
+	tc, _ := vpn.NewTLSCryptKey()
+	for _, bad := range []string{"\nscript-security 2\nup /bin/sh", "$(touch PWNED)", "</tls-crypt>"} {
+		wg := HubSecrets{WGPrivateKey: []byte(key.Private), WGPublicKeyKey: []byte(key.Public + bad)}
+		if err := wg.Validate(); err == nil || !strings.Contains(err.Error(), WGPublicKeyKey) {
+			t.Errorf("WireGuard public key %q: %v", bad, err)
+		}
+		ovpn := HubSecrets{TLSCryptKey: append(append([]byte{}, tc...), bad...)}
+		if err := ovpn.Validate(); err == nil || !strings.Contains(err.Error(), TLSCryptKey) {
+			t.Errorf("tls-crypt key %q: %v", bad, err)
+		}
+	}
+	if err := (HubSecrets{WGPrivateKey: []byte(key.Private), WGPublicKeyKey: []byte(key.Public)}).Validate(); err != nil {
+		t.Errorf("valid WireGuard keys: %v", err)
+	}
+	msg := (&CorruptSecretError{Name: "ns/s", Err: errors.New("a\nb")}).Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "kubectl stage init") {
+		t.Errorf("message %q", msg)
 	}
 }

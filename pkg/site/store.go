@@ -211,7 +211,7 @@ func (s *Store) Node(ctx context.Context, name string) (rec *NodeRecord, found b
 		return nil, false, fmt.Errorf("configmap %s/%s is corrupt: %w", s.Namespace, cm.Name, err)
 	}
 	if err := rec.Validate(); err != nil {
-		return nil, false, &CorruptRecordError{Name: s.Namespace + "/" + cm.Name, Err: err}
+		return nil, false, &CorruptRecordError{Namespace: s.Namespace, Name: cm.Name, Err: err}
 	}
 	return rec, true, nil
 }
@@ -230,11 +230,6 @@ func (s *Store) Nodes(ctx context.Context) ([]NodeRecord, error) {
 	out, err := listRecords[NodeRecord](ctx, s, "node")
 	if err != nil {
 		return nil, err
-	}
-	for i := range out {
-		if err := out[i].Validate(); err != nil {
-			return nil, &CorruptRecordError{Name: s.Namespace + "/" + api.NodePrefix + out[i].Name, Err: err}
-		}
 	}
 	slices.SortFunc(out, func(a, b NodeRecord) int {
 		if c := strings.Compare(a.Site, b.Site); c != 0 {
@@ -290,6 +285,11 @@ func listRecords[T any](ctx context.Context, s *Store, kind string) ([]T, error)
 		var r T
 		if err := json.Unmarshal([]byte(cm.Data[recordKey]), &r); err != nil {
 			return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", s.Namespace, cm.Name, err)
+		}
+		if v, ok := any(&r).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return nil, &CorruptRecordError{Namespace: s.Namespace, Name: cm.Name, Err: err}
+			}
 		}
 		out = append(out, r)
 	}

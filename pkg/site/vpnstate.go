@@ -86,7 +86,13 @@ func (s *Store) VPNCA(ctx context.Context) (*pki.KeyPair, error) {
 // Hub returns the hub's credentials.
 func (s *Store) Hub(ctx context.Context) (HubSecrets, error) {
 	data, err := s.SecretData(ctx, api.VPNHubName)
-	return HubSecrets(data), err
+	if err != nil {
+		return nil, err
+	}
+	if err := HubSecrets(data).Validate(); err != nil {
+		return nil, &CorruptSecretError{Name: s.Namespace + "/" + api.VPNHubName, Err: err}
+	}
+	return HubSecrets(data), nil
 }
 
 // RevokeCertificate adds serial to the OpenVPN revocation list and re-signs

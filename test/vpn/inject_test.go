@@ -91,6 +91,64 @@ func TestStoredConfigInjection(t *testing.T) {
 		t.Errorf("join after the repair:\n%s", out)
 	}
 
+	// A node record that lands in the hub's configuration (ccd file name,
+	// comment, peer section) is checked too.
+	hubDir := filepath.Join(dir, "hub")
+	rec, err := cms.Get(ctx, api.NodePrefix+"x-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := rec.Data["record"]
+	for _, bad := range []string{`"name": "../../../tmp/x"`, `"site": "x\nscript-security 2"`} {
+		field, _, _ := strings.Cut(bad, ":")
+		var r map[string]any
+		_ = json.Unmarshal([]byte(good), &r)
+		var v map[string]any
+		_ = json.Unmarshal([]byte("{"+bad+"}"), &v)
+		for k, val := range v {
+			r[k] = val
+		}
+		data, _ := json.Marshal(r)
+		rec.Data["record"] = string(data)
+		if rec, err = cms.Update(ctx, rec, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := stageErr(cp, "hub-config", "--dir", hubDir)
+		if err == nil || !strings.Contains(out, "node-x-1 is corrupt") || !strings.Contains(out, strings.Trim(field, `"`)) {
+			t.Errorf("hub-config with a node record %s: %v\n%s", bad, err, out)
+		}
+		if _, err := os.Stat(filepath.Join(hubDir, "server.conf")); err == nil {
+			t.Errorf("hub-config with a corrupt node record wrote server.conf")
+		}
+	}
+	rec.Data["record"] = good
+	if _, err := cms.Update(ctx, rec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stage(t, cp, "hub-config", "--dir", hubDir)
+
+	// So is the hub Secret, whose tls-crypt key every bundle inlines.
+	secrets := cp.Client.CoreV1().Secrets(api.SystemNamespace)
+	hub, err := secrets.Get(ctx, api.VPNHubName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.Data["tls-crypt.key"] = append(hub.Data["tls-crypt.key"], "</tls-crypt>\nscript-security 2\nup \"/usr/bin/touch "+marker+"\"\n<tls-crypt>\n"...)
+	if _, err := secrets.Update(ctx, hub, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "y-1.join.sh")
+	out, err = stageErr(cp, "join", "site-x", "--node", "y-1", "-f", path)
+	if err == nil || !strings.Contains(out, "kubectl-stage-vpn-hub is corrupt") || !strings.Contains(out, "tls-crypt.key") {
+		t.Errorf("join with a corrupt tls-crypt key: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("join with a corrupt tls-crypt key wrote a bundle")
+	}
+	if _, err := cms.Get(ctx, api.NodePrefix+"y-1", metav1.GetOptions{}); err == nil {
+		t.Error("join with a corrupt tls-crypt key left a node record")
+	}
+
 	// Defense in depth: a bundle whose values were never validated (the
 	// bundle API used directly) still treats them as data.
 	for _, backend := range []vpn.Backend{vpn.OpenVPN, vpn.WireGuard} {
