@@ -144,7 +144,7 @@ func (e *Enroller) applyOpenVPN(ctx context.Context, dir string, enrolled map[st
 
 func (e *Enroller) applyWireGuard(ctx context.Context, dir, iface string, res *HubResult) error {
 	conf := filepath.Join(dir, "hub.conf")
-	syncconf := "wg syncconf " + iface + " " + conf
+	syncconf := "wg syncconf " + vpn.ShellWord(iface) + " " + vpn.ShellWord(conf)
 	if strings.ContainsAny(iface, " \t\n'\"$`;&|<>()\\") || iface == "" {
 		return fmt.Errorf("invalid interface name %q", iface)
 	}

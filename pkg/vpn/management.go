@@ -118,11 +118,18 @@ func (m *Management) Close() error {
 // KillCommand is the shell command that ends cn's session on a hub whose
 // directory is dir, for an operator to run on the hub.
 func KillCommand(dir, cn string) string {
-	return fmt.Sprintf("printf 'kill %s\\nquit\\n' | socat - UNIX-CONNECT:%s", cn, shellWord(strings.TrimSuffix(dir, "/")+"/"+ManagementSocket))
+	sock := ShellWord(strings.TrimSuffix(dir, "/") + "/" + ManagementSocket)
+	if ShellWord(cn) != cn || strings.ContainsAny(cn, "%\\") {
+		// Not a name kubectl stage wrote (those are DNS names): a word of
+		// its own, so that pasting the command runs nothing else.
+		return fmt.Sprintf("printf '%%s\\n' %s quit | socat - UNIX-CONNECT:%s", ShellWord("kill "+cn), sock)
+	}
+	return fmt.Sprintf("printf 'kill %s\\nquit\\n' | socat - UNIX-CONNECT:%s", cn, sock)
 }
 
-// shellWord quotes s for a POSIX shell when it needs it.
-func shellWord(s string) string {
+// ShellWord quotes s for a POSIX shell when it needs it, for commands
+// printed for an operator to run.
+func ShellWord(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,") == "" {
 		return s
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -80,6 +81,12 @@ func TestManagementListsAndKills(t *testing.T) {
 func TestKillCommand(t *testing.T) {
 	if got := KillCommand("/etc/openvpn/hub/", "b-1"); got != `printf 'kill b-1\nquit\n' | socat - UNIX-CONNECT:/etc/openvpn/hub/management.sock` {
 		t.Errorf("KillCommand = %s", got)
+	}
+	for _, cn := range []string{"x'$(echo INJECTED)'", "a%sb", "a\nkill all"} {
+		out, err := exec.Command("bash", "-c", "printf() { builtin printf \"$@\"; }; eval \"${1%% | socat*}\"", "_", KillCommand("/h", cn)).Output()
+		if err != nil || string(out) != "kill "+cn+"\nquit\n" {
+			t.Errorf("KillCommand(%q) = %s: prints %q (%v)", cn, KillCommand("/h", cn), out, err)
+		}
 	}
 	if got := KillCommand("/tmp/my hub", "b-1"); !strings.HasSuffix(got, `UNIX-CONNECT:'/tmp/my hub/management.sock'`) {
 		t.Errorf("KillCommand = %s", got)
