@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -128,11 +129,15 @@ func (e *Enroller) applyOpenVPN(ctx context.Context, dir string, enrolled map[st
 	if err != nil {
 		return fmt.Errorf("listing the hub's sessions through %s: %w", sock, err)
 	}
+	seen := map[string]bool{}
 	for _, cn := range clients {
-		if enrolled[cn] {
+		if enrolled[cn] || seen[cn] || cn == vpn.UnauthenticatedName {
 			continue
 		}
-		if err := m.Kill(cn); err != nil {
+		seen[cn] = true
+		if err := m.Kill(cn); errors.Is(err, vpn.ErrNoSession) {
+			continue
+		} else if err != nil {
 			return fmt.Errorf("ending the live session of %s, which is no longer enrolled, through %s: %w; run on the hub: %s", cn, sock, err, vpn.KillCommand(dir, cn))
 		}
 		res.Cut = append(res.Cut, cn)

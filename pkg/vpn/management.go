@@ -3,6 +3,7 @@ package vpn
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -103,11 +104,22 @@ func (m *Management) Kill(cn string) error {
 	if err != nil {
 		return err
 	}
+	if strings.HasPrefix(line, "ERROR:") && strings.Contains(line, "not found") {
+		return ErrNoSession
+	}
 	if !strings.HasPrefix(line, "SUCCESS:") {
 		return fmt.Errorf("kill %s: %s", cn, line)
 	}
 	return nil
 }
+
+// ErrNoSession means the hub has no session with that common name (any
+// more): it ended between the status and the kill.
+var ErrNoSession = errors.New("no session with that common name")
+
+// UnauthenticatedName is the common name OpenVPN lists for a client whose
+// TLS handshake has not completed: no session to end.
+const UnauthenticatedName = "UNDEF"
 
 // Close ends the management session.
 func (m *Management) Close() error {

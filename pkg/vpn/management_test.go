@@ -3,6 +3,7 @@ package vpn
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,8 @@ func fakeHub(t *testing.T, clients []string) (path string, killed chan string) {
 				}
 				w("ROUTING_TABLE\t10.23.0.2\ta-1\t198.18.1.2:1194")
 				w("END")
+			case cmd == "kill gone":
+				w("ERROR: common name 'gone' not found")
 			case strings.HasPrefix(cmd, "kill "):
 				killed <- strings.TrimPrefix(cmd, "kill ")
 				w("SUCCESS: common name '" + strings.TrimPrefix(cmd, "kill ") + "' found, 1 client(s) killed")
@@ -72,6 +75,9 @@ func TestManagementListsAndKills(t *testing.T) {
 	}
 	if got := <-killed; got != "b-1" {
 		t.Errorf("killed %q", got)
+	}
+	if err := m.Kill("gone"); !errors.Is(err, ErrNoSession) {
+		t.Errorf("kill of a session that ended: %v, want ErrNoSession", err)
 	}
 	if err := m.Kill("b-1\nsignal SIGTERM"); err == nil {
 		t.Error("a common name with a newline went to the management interface")
