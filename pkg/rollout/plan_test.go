@@ -66,15 +66,16 @@ func TestParseAndSetImages(t *testing.T) {
 		Containers:     []corev1.Container{{Name: "node", Image: "v1"}, {Name: "sidecar", Image: "s1"}},
 	}}
 	tests := []struct {
-		name    string
-		tmpl    *corev1.PodTemplateSpec
-		images  []string
-		want    string
-		wantErr string
+		name     string
+		tmpl     *corev1.PodTemplateSpec
+		images   []string
+		want     string
+		wantInit string // the init container's image, when it is the one set
+		wantErr  string
 	}{
 		{name: "only container", tmpl: one, images: []string{"reg/p2p:v2"}, want: "node=reg/p2p:v2"},
 		{name: "named container", tmpl: two, images: []string{"sidecar=s2"}, want: "node=v1,sidecar=s2"},
-		{name: "init container", tmpl: two, images: []string{"init=i2"}, want: "node=v1,sidecar=s1"},
+		{name: "init container", tmpl: two, images: []string{"init=i2"}, want: "node=v1,sidecar=s1", wantInit: "i2"},
 		{name: "registry with port", tmpl: one, images: []string{"node=reg:5000/p2p:v2"}, want: "node=reg:5000/p2p:v2"},
 		{name: "unnamed with two containers", tmpl: two, images: []string{"v2"}, wantErr: "the pod has 2 containers (init, node, sidecar); name one"},
 		{name: "unknown container", tmpl: one, images: []string{"web=v2"}, wantErr: `no container "web"; its containers are: node`},
@@ -96,6 +97,9 @@ func TestParseAndSetImages(t *testing.T) {
 			}
 			if err != nil || Images(out) != tt.want {
 				t.Fatalf("got %v, %v; want %s", out, err, tt.want)
+			}
+			if tt.wantInit != "" && out.Spec.InitContainers[0].Image != tt.wantInit {
+				t.Errorf("init container image %q, want %q", out.Spec.InitContainers[0].Image, tt.wantInit)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -419,8 +420,15 @@ func TestConcurrentRolloutsDoNotOverwriteEachOther(t *testing.T) {
 			failures = append(failures, err)
 		}
 	}
-	if len(failures) != 1 || !strings.Contains(failures[0].Error(), "rollout") {
+	if len(failures) != 1 {
 		t.Fatalf("want exactly one rollout refused, got %v", failures)
+	}
+	// The loser planned either over the winner's stored plan, or while the
+	// winner was committing it: each has its own exact refusal.
+	refusal := regexp.MustCompile(`^(another rollout of daemonset/agent started while this one was being planned; see kubectl stage rollout status daemonset/agent` +
+		`|a rollout of daemonset/agent to revision 2 is progressing \([0-3] of 3 sites done\); continue it with kubectl stage rollout resume daemonset/agent, or return every site with kubectl stage rollout undo daemonset/agent)$`)
+	if msg := failures[0].Error(); !refusal.MatchString(msg) {
+		t.Errorf("the refused rollout said %q, want one of the two refusals", msg)
 	}
 	ds, err := cp.Client.AppsV1().DaemonSets(namespace).Get(ctx, "agent", metav1.GetOptions{})
 	if err != nil {
