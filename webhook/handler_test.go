@@ -1,12 +1,15 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -137,6 +140,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	f.Add(`{"request":{"uid":"1","kind":{"version":"v1","kind":"Pod"},"namespace":"p2p","object":{"metadata":{"name":"a","labels":{"app":"dht"}},"spec":{"containers":[{"name":"n"}]}}}}`)
 	f.Add(`{"request":{"uid":"2","kind":{"version":"v1","kind":"Pod"},"namespace":"p2p","object":{"metadata":{"labels":{"app":"dht","kubectl-stage.io/inject":"enabled"},"annotations":{"kubectl-stage.io/sites":"1","kubectl-stage.io/placement":"one-per-site","kubectl-stage.io/port":"1"}},"spec":{"affinity":{"nodeAffinity":{}},"containers":[{"name":"n","env":[{"name":"STAGE_SITE","value":"x"}]}]}}}}`)
 	f.Add(`{"request":{"kind":{"kind":"Pod"},"object":null}}`)
+	f.Add(`{"request":{"uid":"3","kind":{"version":"v1","kind":"Pod"},"namespace":"p2p","object":{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001","kubectl-stage.io/placement":"one-per-site"}},"spec":{"hostNetwork":true,"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"disktype","operator":"In","values":["ssd"]}]}]}}},"initContainers":[{"name":"i"}],"containers":[{"name":"n","ports":[{"containerPort":4001}],"env":[{"name":"X","value":"1"}]}]}}}}`)
 	h := handler()
 	f.Fuzz(func(t *testing.T, body string) {
 		var review admissionv1.AdmissionReview
@@ -144,10 +148,41 @@ func FuzzAdmissionReview(f *testing.F) {
 			return
 		}
 		resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: *review.Request})
-		if resp.Allowed && len(resp.Patches) > 0 {
-			if _, err := json.Marshal(resp.Patches); err != nil {
-				t.Fatalf("unmarshalable patch: %v", err)
-			}
+		if !resp.Allowed || len(resp.Patches) == 0 {
+			return
+		}
+		// The API server applies the patch to the pod as it serializes it:
+		// it must apply, give a valid Pod, and that Pod needs no more patches.
+		var pod corev1.Pod
+		if err := json.Unmarshal(review.Request.Object.Raw, &pod); err != nil {
+			t.Fatalf("patched a pod that does not decode: %v", err)
+		}
+		original, err := json.Marshal(&pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops, err := json.Marshal(resp.Patches)
+		if err != nil {
+			t.Fatalf("unmarshalable patch: %v", err)
+		}
+		patch, err := jsonpatch.DecodePatch(ops)
+		if err != nil {
+			t.Fatalf("not a JSON patch: %v\n%s", err, ops)
+		}
+		patched, err := patch.Apply(original)
+		if err != nil {
+			t.Fatalf("the patch does not apply to the pod: %v\npod: %s\npatch: %s", err, original, ops)
+		}
+		decoder := json.NewDecoder(bytes.NewReader(patched))
+		decoder.DisallowUnknownFields()
+		var mutated corev1.Pod
+		if err := decoder.Decode(&mutated); err != nil {
+			t.Fatalf("the patched pod does not decode as a Pod: %v\n%s", err, patched)
+		}
+		again := *review.Request
+		again.Object.Raw = patched
+		if resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: again}); !resp.Allowed || len(resp.Patches) > 0 {
+			t.Fatalf("the patched pod is not left alone (allowed %t, %d patches: %v): mutation is not idempotent", resp.Allowed, len(resp.Patches), resp.Patches)
 		}
 	})
 }
