@@ -1,24 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/secretfile"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
 
-// installWebhook renders the chart with helm, applies it with kubectl, and
+// installWebhook installs the chart for a webhook served from this host and
 // runs the webhook binary here with the certificate the chart generated.
 func (d *demo) installWebhook(ctx context.Context) (stop func(), err error) {
 	port, err := freePort()
@@ -31,17 +27,7 @@ func (d *demo) installWebhook(ctx context.Context) (stop func(), err error) {
 	}
 	url := "https://127.0.0.1:" + strconv.Itoa(port)
 	d.step("helm template stage charts/kubectl-stage -n %s --set webhook.url=%s | kubectl apply -f -", api.SystemNamespace, url)
-	render := exec.CommandContext(ctx, d.cp.Tools.Helm, "template", "stage", filepath.Join(harness.RepoRoot(), "charts", "kubectl-stage"),
-		"--namespace", api.SystemNamespace, "--set", "webhook.url="+url)
-	manifests, err := render.Output()
-	if err != nil {
-		return nil, fmt.Errorf("helm template: %v", err)
-	}
-	if err := d.kubectl(ctx, bytes.NewReader(manifests), "apply", "-f", "-"); err != nil {
-		return nil, err
-	}
-
-	secret, err := d.cp.Client.CoreV1().Secrets(api.SystemNamespace).Get(ctx, "stage-kubectl-stage-webhook-tls", metav1.GetOptions{})
+	cert, key, err := d.cp.InstallChartForURL(ctx, url)
 	if err != nil {
 		return nil, err
 	}
@@ -49,8 +35,8 @@ func (d *demo) installWebhook(ctx context.Context) (stop func(), err error) {
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"tls.crt", "tls.key"} {
-		if err := secretfile.Write(filepath.Join(certDir, name), secret.Data[name]); err != nil {
+	for name, data := range map[string][]byte{"tls.crt": cert, "tls.key": key} {
+		if err := secretfile.Write(filepath.Join(certDir, name), data); err != nil {
 			return nil, err
 		}
 	}

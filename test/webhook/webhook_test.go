@@ -53,13 +53,20 @@ func startCluster(t *testing.T) *cluster {
 			c.nodeIPs[name], c.site[name] = ip, s
 		}
 	}
-	url, caPEM := startWebhook(t, c.cp)
-	registerWebhook(t, c.cp, url, caPEM)
+	// The chart's own webhook configuration, RBAC and certificate, for the
+	// webhook served here: what a user installs, not a copy that can drift.
+	port := freePort(t)
+	cert, key, err := c.cp.InstallChartForURL(ctx, fmt.Sprintf("https://127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveWebhook(t, c.cp, port, cert, key)
 	return c
 }
 
-// startWebhook runs the real webhook server (TLS, caches, health) on a free
-// loopback port and waits until it is ready.
+// startWebhook runs the real webhook server with a certificate of its own
+// on a free loopback port, for benchmarks that register it themselves, and
+// returns its URL and CA.
 func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	t.Helper()
 	ca, err := pki.NewCA("stage-webhook-ca", time.Hour)
@@ -70,15 +77,24 @@ func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certDir := t.TempDir()
 	key, _ := serving.KeyPEM()
-	if err := os.WriteFile(filepath.Join(certDir, "tls.crt"), serving.CertificatePEM(), 0o600); err != nil {
+	port := freePort(t)
+	serveWebhook(t, cp, port, serving.CertificatePEM(), key)
+	return fmt.Sprintf("https://127.0.0.1:%d%s", port, stagewebhook.Path), ca.CertificatePEM()
+}
+
+// serveWebhook runs the real webhook server (TLS, caches, health) on port
+// with the given certificate and waits until it is ready.
+func serveWebhook(t testing.TB, cp *harness.ControlPlane, port int, certPEM, keyPEM []byte) {
+	t.Helper()
+	certDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(certDir, "tls.crt"), certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(certDir, "tls.key"), key, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(certDir, "tls.key"), keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, health := freePort(t), freePort(t)
+	health := freePort(t)
 	mgr, err := stagewebhook.NewManager(cp.Config, stagewebhook.Options{
 		Host: "127.0.0.1", Port: port, CertDir: certDir, MetricsAddr: "0", HealthAddr: "127.0.0.1:" + strconv.Itoa(health),
 	})
@@ -105,11 +121,10 @@ func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	if err != nil {
 		t.Fatalf("webhook never became ready: %v", err)
 	}
-	return fmt.Sprintf("https://127.0.0.1:%d%s", port, stagewebhook.Path), ca.CertificatePEM()
 }
 
-// registerWebhook installs the MutatingWebhookConfiguration the chart
-// installs, pointed at the in-process server.
+// registerWebhook installs, for benchmarks, a MutatingWebhookConfiguration
+// shaped like the chart's, pointed at url (a do-nothing webhook or ours).
 func registerWebhook(t testing.TB, cp *harness.ControlPlane, url string, caPEM []byte) {
 	t.Helper()
 	exclude := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
