@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // HubAddress is the hub's "public" address, reachable from every site.
@@ -113,15 +114,32 @@ func (tp *Topology) Ping(ns, addr string) bool {
 	return err == nil
 }
 
-// Destroy kills whatever still runs in the namespaces (daemonized VPN
-// clients included) and deletes them, which deletes their links.
+// Destroy stops whatever still runs in the namespaces (daemonized VPN
+// clients included) and deletes them, which deletes their links. Processes
+// get SIGTERM first, so that they remove what they created outside the
+// namespace (wireguard-go's socket in /var/run/wireguard), and SIGKILL after
+// two seconds.
 func (tp *Topology) Destroy() {
-	for _, ns := range append([]string{tp.Hub}, tp.Sites...) {
-		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-			for _, pid := range strings.Fields(string(out)) {
-				_ = exec.Command("kill", "-9", pid).Run()
+	namespaces := append([]string{tp.Hub}, tp.Sites...)
+	pids := func() []string {
+		var all []string
+		for _, ns := range namespaces {
+			if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+				all = append(all, strings.Fields(string(out))...)
 			}
 		}
+		return all
+	}
+	for _, pid := range pids() {
+		_ = exec.Command("kill", "-TERM", pid).Run()
+	}
+	for deadline := time.Now().Add(2 * time.Second); len(pids()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, pid := range pids() {
+		_ = exec.Command("kill", "-9", pid).Run()
+	}
+	for _, ns := range namespaces {
 		_ = exec.Command("ip", "netns", "delete", ns).Run()
 	}
 }
