@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -102,6 +103,25 @@ func TestShellcheck(t *testing.T) {
 		}
 		if out, err := exec.Command("shellcheck", "-s", "bash", path).CombinedOutput(); err != nil {
 			t.Errorf("shellcheck on the %s bundle: %v\n%s", backend, err, out)
+		}
+	}
+}
+
+// TestEveryTemplateValueIsQuoted keeps it so: outside comments, every value
+// the template inserts goes through sh (one bash word) or b64 (a heredoc
+// bash does not expand); comments take values through comment only.
+func TestEveryTemplateValueIsQuoted(t *testing.T) {
+	action := regexp.MustCompile(`\{\{-?\s*([^}]*)\}\}`)
+	for i, line := range strings.Split(scriptTemplate, "\n") {
+		comment := strings.HasPrefix(strings.TrimSpace(line), "#")
+		for _, m := range action.FindAllStringSubmatch(line, -1) {
+			fn, _, _ := strings.Cut(m[1], " ")
+			switch {
+			case !comment && (fn == "sh" || fn == "b64"):
+			case comment && (fn == "comment" || m[1] == ".Interface" || strings.HasPrefix(m[1], ".GeneratedAt")):
+			default:
+				t.Errorf("join.sh.tmpl:%d inserts %q unquoted: use {{sh ...}} (or {{comment ...}} in a comment)", i+1, m[0])
+			}
 		}
 	}
 }
