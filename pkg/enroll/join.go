@@ -121,7 +121,10 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 		if errors.Is(err, site.ErrNodeEnrolled) {
 			return nil, fmt.Errorf("node %q is already enrolled (%v): pick another --node name, or run `kubectl stage leave %s` first", o.Node, err, o.Node)
 		}
-		return nil, fmt.Errorf("allocating an overlay address in %s: %w; free addresses with `kubectl stage leave NODE` or re-run init with a larger --overlay-cidr", cfg.OverlayCIDR, err)
+		if errors.Is(err, ipam.ErrExhausted) {
+			return nil, fmt.Errorf("allocating an overlay address in %s: %w; free addresses with `kubectl stage leave NODE` or re-run init with a larger --overlay-cidr", cfg.OverlayCIDR, err)
+		}
+		return nil, fmt.Errorf("allocating an overlay address in %s: %w", cfg.OverlayCIDR, err)
 	}
 	rec.OverlayIP = ip
 	// From here on the address is ours: a failure undoes every write (Undo

@@ -19,9 +19,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/conflict"
 )
 
 // Plan is how the sites are grouped into waves and gated.
@@ -275,9 +275,10 @@ func (r *Roller) unfinished(s *State) error {
 }
 
 // commit re-reads the workload, applies change to it and its state, and
-// writes both in one optimistic update, retrying on conflict.
+// writes both in one optimistic update, retrying on conflict (the workload's
+// own controller writes its status meanwhile, so conflicts are routine).
 func (r *Roller) commit(ctx context.Context, change func(*State, History) (*State, History, error)) error {
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+	return conflict.Retry(ctx, r.w.ref().String(), func() error {
 		if err := r.w.get(ctx); err != nil {
 			return err
 		}

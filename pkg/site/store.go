@@ -13,12 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
+
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/conflict"
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
 )
 
@@ -34,10 +34,10 @@ const (
 	ipamKey   = "allocations"
 )
 
-// conflictBackoff retries a conflicting update long enough for dozens of
-// concurrent writers to each get their turn; jitter keeps them from
-// colliding in lockstep.
-var conflictBackoff = wait.Backoff{Steps: 200, Duration: 5 * time.Millisecond, Factor: 1.3, Jitter: 1.0, Cap: 500 * time.Millisecond}
+// configMapName names a ConfigMap of the store in contention messages.
+func (s *Store) configMapName(name string) string {
+	return "configmap " + s.Namespace + "/" + name
+}
 
 // Store reads and writes kubectl-stage's state in the cluster.
 type Store struct {
@@ -97,7 +97,7 @@ func (s *Store) SaveConfig(ctx context.Context, c *Config) error {
 	if err != nil {
 		return err
 	}
-	return retry.RetryOnConflict(conflictBackoff, func() error {
+	return conflict.Retry(ctx, s.configMapName(api.ConfigName), func() error {
 		cm, err := s.configMaps().Get(ctx, api.ConfigName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			cm = &corev1.ConfigMap{ObjectMeta: s.meta(api.ConfigName, nil), Data: map[string]string{configKey: string(data)}}
@@ -131,7 +131,7 @@ func (s *Store) Allocations(ctx context.Context) (ipam.Allocations, error) {
 // updateAllocations applies change to the address table with optimistic
 // concurrency: on a conflict it re-reads the table and applies change again.
 func (s *Store) updateAllocations(ctx context.Context, change func(ipam.Allocations) error) error {
-	return retry.RetryOnConflict(conflictBackoff, func() error {
+	return conflict.Retry(ctx, s.configMapName(api.IPAMName), func() error {
 		cm, err := s.configMaps().Get(ctx, api.IPAMName, metav1.GetOptions{})
 		create := apierrors.IsNotFound(err)
 		if err != nil && !create {

@@ -13,9 +13,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/conflict"
 	"github.com/kubectl-stage/kubectl-stage/pkg/pki"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
@@ -98,7 +98,7 @@ func (s *Store) Hub(ctx context.Context) (HubSecrets, error) {
 // RevokeCertificate adds serial to the OpenVPN revocation list and re-signs
 // the CRL in the hub Secret. Revoking a serial twice changes nothing.
 func (s *Store) RevokeCertificate(ctx context.Context, ca *pki.KeyPair, serial string, now time.Time) error {
-	return retry.RetryOnConflict(conflictBackoff, func() error {
+	return conflict.Retry(ctx, "secret "+s.Namespace+"/"+api.VPNHubName, func() error {
 		secret, err := s.secrets().Get(ctx, api.VPNHubName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return ErrNoSecret{Name: api.VPNHubName, Namespace: s.Namespace}

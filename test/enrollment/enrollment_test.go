@@ -1,14 +1,15 @@
 package enrollment
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,8 +23,6 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
-	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
-	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
 
@@ -229,51 +228,80 @@ func TestEnrollmentLifecycle(t *testing.T) {
 	})
 }
 
-func TestConcurrentJoinsGetDistinctAddresses(t *testing.T) {
+// TestConcurrentJoinProcesses starts many `kubectl stage join` processes at
+// once, as many people enrolling machines at the same moment would: every
+// one must succeed, with its own address, and nothing may be lost.
+func TestConcurrentJoinProcesses(t *testing.T) {
+	sizes := []int{50, 200}
+	if testing.Short() {
+		sizes = sizes[:1]
+	}
+	bin := harness.BuildStage(t)
+	for _, n := range sizes {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { concurrentJoins(t, bin, n) })
+	}
+}
+
+func concurrentJoins(t *testing.T, bin string, n int) {
 	ctx := context.Background()
 	cp := startCluster(t)
 	mustStage(t, cp.Kubeconfig, "init", "--hub-endpoint", "198.18.0.1")
-	const n = 50
-	var wg sync.WaitGroup
-	ips := make([]string, n)
-	errs := make([]error, n)
+	dir := t.TempDir()
+	cmds := make([]*exec.Cmd, n)
+	outs := make([]bytes.Buffer, n)
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e := enroll.New(cp.Client, nil)
-			res, err := e.Join(ctx, enroll.JoinOptions{Site: fmt.Sprintf("site-%d", i%3), Node: fmt.Sprintf("node-%02d", i)})
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			ips[i] = res.Record.OverlayIP.String()
-		}()
+		cmds[i] = exec.Command(bin, "--kubeconfig", cp.Kubeconfig, "join", fmt.Sprintf("site-%d", i%3),
+			"--node", fmt.Sprintf("node-%03d", i), "-f", filepath.Join(dir, fmt.Sprintf("node-%03d.sh", i)))
+		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
 	}
-	wg.Wait()
-	seen := map[string]int{}
-	for i, ip := range ips {
-		if errs[i] != nil {
-			t.Errorf("join %d: %v", i, errs[i])
-			continue
+	// All processes are started before any is waited on.
+	start := time.Now()
+	for i, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting join %d: %v", i, err)
 		}
-		if prev, dup := seen[ip]; dup {
-			t.Errorf("nodes %d and %d both got %s", prev, i, ip)
+	}
+	failed := 0
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			failed++
+			t.Errorf("join node-%03d: %v\n%s", i, err, outs[i].String())
 		}
-		seen[ip] = i
 	}
-	if len(seen) != n {
-		t.Errorf("%d distinct addresses for %d joins", len(seen), n)
+	t.Logf("%d join processes at once: %d failed, all done in %s", n, failed, time.Since(start).Round(time.Millisecond))
+
+	table, err := siteStore(cp).Allocations(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if lines := strings.Count(allocations(t, cp), "\n"); lines != n {
-		t.Errorf("allocation table has %d entries, want %d (a lost update?)", lines, n)
+	owners := map[string]bool{}
+	for ip, owner := range table {
+		if !strings.HasPrefix(ip.String(), "10.23.") || owners[owner] {
+			t.Errorf("allocation %s -> %s is outside the overlay or a second address of its node", ip, owner)
+		}
+		owners[owner] = true
 	}
-	report, err := site.NewStore(cp.Client).BuildReport(ctx, time.Now())
+	if len(table) != n || len(owners) != n {
+		t.Errorf("allocation table has %d addresses for %d owners, want %d each (a lost update?)", len(table), len(owners), n)
+	}
+	report, err := siteStore(cp).BuildReport(ctx, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(report.Nodes.Items) != n || len(report.Sites.Items) != 3 {
 		t.Errorf("report has %d nodes at %d sites, want %d at 3", len(report.Nodes.Items), len(report.Sites.Items), n)
+	}
+	for _, node := range report.Nodes.Items {
+		if ip, ok := table.AddressOf(node.Name); !ok || ip.String() != node.Spec.OverlayIP {
+			t.Errorf("node %s is recorded with %s, the table gives it %v", node.Name, node.Spec.OverlayIP, ip)
+		}
+	}
+	tokens, err := cp.Client.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{FieldSelector: "type=bootstrap.kubernetes.io/token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens.Items) != n {
+		t.Errorf("%d bootstrap tokens for %d joins", len(tokens.Items), n)
 	}
 }
 

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -23,4 +27,22 @@ func RunStage(ctx context.Context, kubeconfig string, progress io.Writer, args .
 	root.SetArgs(append([]string{"--kubeconfig", kubeconfig}, args...))
 	err = root.ExecuteContext(ctx)
 	return out.String(), errOut.String(), err
+}
+
+// BuildStage builds the kubectl-stage binary from this checkout into a
+// temporary directory, for tests that run it as separate processes;
+// KUBECTL_STAGE_BIN names another binary instead (an older build, to show a
+// test fails on it).
+func BuildStage(t testing.TB) string {
+	t.Helper()
+	if bin := os.Getenv("KUBECTL_STAGE_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "kubectl-stage")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-stage")
+	build.Dir = RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/kubectl-stage: %v\n%s", err, out)
+	}
+	return bin
 }
