@@ -97,7 +97,7 @@ func TestEnrollmentLifecycle(t *testing.T) {
 			t.Errorf("bundle %s has mode %o, want 600", bundlePath, mode)
 		}
 		script, _ := os.ReadFile(bundlePath)
-		tokenID := between(string(script), `TOKEN_ID="`, `"`)
+		tokenID := between(string(script), "TOKEN_ID='", "'")
 		tokenSecret := string(secretIn(t, cp, metav1.NamespaceSystem, "bootstrap-token-"+tokenID).Data["token-secret"])
 		if tokenSecret == "" || strings.Contains(out, tokenSecret) {
 			t.Errorf("join %s: token secret missing, or printed without --print-join-command", j.node)
