@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -198,7 +197,7 @@ func printHistory(out io.Writer, history rollout.History, now time.Time) error {
 
 // printSummary prints the rollout's phase and one row per site.
 func printSummary(out io.Writer, r *v1alpha1.Rollout) error {
-	ref := strings.ToLower(r.Spec.Workload.Kind) + "/" + r.Name
+	ref := rollout.Ref{Kind: r.Spec.Workload.Kind, Name: r.Name, Namespace: r.Namespace}
 	switch r.Status.Phase {
 	case v1alpha1.RolloutUnchanged:
 		_, err := fmt.Fprintf(out, "%s already runs that template; nothing to roll out\n", ref)
