@@ -45,6 +45,17 @@ build: ## Build kubectl-stage, the webhook and the gossip example into bin/
 	$(GO_BUILD) -o $(BIN_DIR)/stage-webhook ./webhook/cmd/stage-webhook
 	$(GO_BUILD_BASE) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN_DIR)/gossip ./examples/gossip
 
+IMAGES_DIR ?= $(BIN_DIR)/images
+
+.PHONY: image
+image: ## Build the webhook, gossip (v1, v2) and pause images as reproducible OCI tarballs into $(IMAGES_DIR), without Docker
+	$(GO) run ./hack/image -out $(IMAGES_DIR) -webhook-ldflags "$(LDFLAGS)"
+
+.PHONY: image-push
+image-push: image ## Push the images to REGISTRY (e.g. make image-push REGISTRY=registry.example.com/team; docker login's credentials)
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make image-push REGISTRY=registry.example.com/team"; exit 1; }
+	$(GO) run ./hack/image -out $(IMAGES_DIR) -push $(REGISTRY)
+
 .PHONY: install
 install: build ## Install kubectl-stage next to go's binaries (so `kubectl stage` finds it)
 	install -D -m 0755 $(BIN_DIR)/kubectl-stage $$($(GO) env GOPATH)/bin/kubectl-stage

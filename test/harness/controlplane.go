@@ -291,6 +291,9 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, extr
 		// harness reaches the API server through the kubernetes Service.
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
+		// As kubeadm sets it: real kubelets are reached (logs, exec) at
+		// their InternalIP, the overlay address, not their name.
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
 		// Streaming lists need etcd >= 3.4.31; Debian's 3.4.23 lacks the
 		// progress notifications, and clients would back off for tens of
 		// seconds before falling back. Without the feature they list at once.

@@ -20,6 +20,11 @@ type Tools struct {
 	Kwok                  string
 	Helm                  string
 	Krew                  string
+	// Kubelet, Kubeadm and KubeProxy run real nodes; they are optional
+	// (NodeTools says whether they are built).
+	Kubelet   string
+	Kubeadm   string
+	KubeProxy string
 	// KwokStages is the kwok configuration holding the node and pod stages.
 	KwokStages string
 	// KubernetesVersion is the pinned version of the control plane.
@@ -67,6 +72,9 @@ func FindTools() (Tools, error) {
 		Helm:                  filepath.Join(cache, pins["helm"], "helm"),
 		Krew:                  filepath.Join(cache, pins["krew"], "krew"),
 		KubernetesVersion:     version,
+		Kubelet:               filepath.Join(k8sDir, "kubelet"),
+		Kubeadm:               filepath.Join(k8sDir, "kubeadm"),
+		KubeProxy:             filepath.Join(k8sDir, "kube-proxy"),
 	}
 	t.Etcd = os.Getenv("ETCD")
 	if t.Etcd == "" {
@@ -80,6 +88,17 @@ func FindTools() (Tools, error) {
 		}
 	}
 	return t, nil
+}
+
+// NodeTools says whether the node components are built, and if not, how
+// to build them: tests of real nodes skip without them.
+func (t Tools) NodeTools() error {
+	for _, path := range []string{t.Kubelet, t.Kubeadm, t.KubeProxy} {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("%s is missing: %s", path, buildHint)
+		}
+	}
+	return nil
 }
 
 // pinnedKubernetesVersion reads the k8s.io/kubernetes version the tools

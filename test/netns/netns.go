@@ -7,11 +7,17 @@ package netns
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // HubAddress is the hub's "public" address, reachable from every site.
@@ -142,4 +148,78 @@ func (tp *Topology) Destroy() {
 	for _, ns := range namespaces {
 		_ = exec.Command("ip", "netns", "delete", ns).Run()
 	}
+}
+
+// Forward listens on listen (host:port) inside namespace ns and relays each
+// connection to target, dialled from this process's own namespace: a
+// service of the host (an API server on loopback) appears at an address of
+// the namespace (the hub's overlay address). Close the listener to stop.
+func Forward(ns, listen, target string) (net.Listener, error) {
+	ln, err := listenIn(ns, listen)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go relay(in, target)
+		}
+	}()
+	return ln, nil
+}
+
+func relay(in net.Conn, target string) {
+	defer func() { _ = in.Close() }()
+	out, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer func() { _ = out.Close() }()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
+	<-done
+}
+
+// listenIn opens a TCP listener in namespace ns: a socket belongs to the
+// namespace of the thread that creates it. The thread switches there and
+// back; if it cannot switch back it stays locked and the runtime ends it.
+func listenIn(ns, addr string) (net.Listener, error) {
+	type result struct {
+		ln  net.Listener
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer func() { _ = own.Close() }()
+		target, err := os.Open(filepath.Join("/run/netns", ns))
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer func() { _ = target.Close() }()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("entering namespace %s: %w", ns, err)}
+			return
+		}
+		ln, err := net.Listen("tcp", addr)
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- result{ln: ln, err: err}
+	}()
+	r := <-done
+	return r.ln, r.err
 }
