@@ -187,6 +187,20 @@ func TestChartOptions(t *testing.T) {
 	if err := cert.VerifyHostname("127.0.0.1"); err != nil {
 		t.Errorf("the certificate does not cover the URL's host: %v", err)
 	}
+
+	// A cluster without a pod network or kube-proxy at the sites: the
+	// webhook on the node's network, talking to the API server directly.
+	_, direct := render(t, "hostNetwork=true", "k8sServiceHost=10.23.0.1")
+	pod := convert[appsv1.Deployment](t, direct["Deployment/stage-kubectl-stage-webhook"]).Spec.Template.Spec
+	wantEnv := []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.23.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
+	if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet || !slices.Equal(pod.Containers[0].Env, wantEnv) {
+		t.Errorf("hostNetwork %v, dnsPolicy %s, env %+v; want true, ClusterFirstWithHostNet, %+v", pod.HostNetwork, pod.DNSPolicy, pod.Containers[0].Env, wantEnv)
+	}
+	_, usual := render(t)
+	pod = convert[appsv1.Deployment](t, usual["Deployment/stage-kubectl-stage-webhook"]).Spec.Template.Spec
+	if pod.HostNetwork || pod.DNSPolicy != "" || pod.Containers[0].Env != nil {
+		t.Errorf("by default the webhook uses the pod network and the kubernetes Service: hostNetwork %v, dnsPolicy %q, env %+v", pod.HostNetwork, pod.DNSPolicy, pod.Containers[0].Env)
+	}
 }
 
 // TestChartAppliesToAPIServer applies the rendered chart to a real API
@@ -367,6 +381,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"replicaCuont=2", "additional properties 'replicaCuont' not allowed"},
 		{"metrics.port=9443", "metrics.port and webhook.port are both 9443: give each endpoint its own port"},
 		{"serviceAccount.create=false", "serviceAccount.name is required when serviceAccount.create is false"},
+		{"k8sServiceHost=https://10.23.0.1", "at '/k8sServiceHost': 'https://10.23.0.1' does not match pattern"},
 		{"podDisruptionBudget.maxUnavailable=1", "podDisruptionBudget: set minAvailable or maxUnavailable, not both"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {

@@ -205,11 +205,23 @@ func (cp *ControlPlane) writePKI(extraIPs []net.IP) error {
 	if err != nil {
 		return err
 	}
+	// What the API server presents to kubelets (logs, exec), as kubeadm's
+	// apiserver-kubelet-client; system:masters passes the kubelets'
+	// authorization webhook.
+	kubeletClient, err := ca.Issue(pki.Request{
+		CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Validity: 24 * time.Hour,
+		Usage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return err
+	}
 	saKey, err := pki.NewPrivateKey()
 	if err != nil {
 		return err
 	}
 	files := map[string]func() ([]byte, error){
+		"apiserver-kubelet-client.crt": func() ([]byte, error) { return kubeletClient.CertificatePEM(), nil },
+		"apiserver-kubelet-client.key": kubeletClient.KeyPEM,
 		"ca.crt":        func() ([]byte, error) { return ca.CertificatePEM(), nil },
 		"ca.key":        ca.KeyPEM,
 		"apiserver.crt": func() ([]byte, error) { return serving.CertificatePEM(), nil },
@@ -294,6 +306,8 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, etcdURL string, extr
 		// As kubeadm sets it: real kubelets are reached (logs, exec) at
 		// their InternalIP, the overlay address, not their name.
 		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		"--kubelet-client-certificate=" + cp.path("apiserver-kubelet-client.crt"),
+		"--kubelet-client-key=" + cp.path("apiserver-kubelet-client.key"),
 		// Streaming lists need etcd >= 3.4.31; Debian's 3.4.23 lacks the
 		// progress notifications, and clients would back off for tens of
 		// seconds before falling back. Without the feature they list at once.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"testing"
 )
 
 const cgroupMount = "/sys/fs/cgroup"
@@ -95,39 +94,24 @@ func removeCgroup(root string) error {
 // (protectKernelDefaults false: it sets what it wants).
 var globalSysctls = []string{"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory"}
 
-// KeepSysctls records the host-wide sysctls kubelets change and restores
-// them when t ends.
-func KeepSysctls(t testing.TB) {
-	t.Helper()
+// SaveSysctls records the host-wide sysctls kubelets change; restore puts
+// them back.
+func SaveSysctls() (restore func() error, err error) {
 	saved := map[string][]byte{}
 	for _, key := range globalSysctls {
 		value, err := os.ReadFile(filepath.Join("/proc/sys", key))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		saved[key] = value
 	}
-	t.Cleanup(func() {
+	return func() error {
+		var errs []error
 		for key, value := range saved {
 			if err := os.WriteFile(filepath.Join("/proc/sys", key), value, 0o644); err != nil {
-				t.Errorf("restoring %s: %v", key, err)
+				errs = append(errs, fmt.Errorf("restoring %s: %w", key, err))
 			}
 		}
-	})
-}
-
-// New starts a machine for t and destroys it when t ends, failing t if
-// anything of it is left.
-func New(t testing.TB, cfg Config) *Machine {
-	t.Helper()
-	m, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Destroy(); err != nil {
-			t.Error(err)
-		}
-	})
-	return m
+		return errors.Join(errs...)
+	}, nil
 }

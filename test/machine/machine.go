@@ -303,15 +303,22 @@ func (m *Machine) Processes() []int {
 	return pids
 }
 
+// PIDsOf are the host pids of the machine's processes named comm (e.g. "kubelet").
+func (m *Machine) PIDsOf(comm string) []int {
+	var pids []int
+	for _, pid := range m.Processes() {
+		if name, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(name)) == comm {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // ProcessMemory sums the resident memory of the machine's processes named
 // comm (e.g. "kubelet"), in bytes.
 func (m *Machine) ProcessMemory(comm string) int64 {
 	var total int64
-	for _, pid := range m.Processes() {
-		name, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if strings.TrimSpace(string(name)) != comm {
-			continue
-		}
+	for _, pid := range m.PIDsOf(comm) {
 		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		for _, line := range strings.Split(string(status), "\n") {
 			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {

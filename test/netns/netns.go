@@ -27,6 +27,8 @@ const HubAddress = "198.18.0.1"
 type Topology struct {
 	Hub   string
 	Sites []string
+	// hostLink is RouteFromHost's link on this host's side, if made.
+	hostLink string
 	// SiteAddress is each site's underlay address, by site namespace.
 	SiteAddress map[string]string
 }
@@ -103,6 +105,44 @@ func Create(n int) (_ *Topology, err error) {
 	return tp, nil
 }
 
+// Host side and hub side of the link RouteFromHost makes, from the
+// benchmarking range like the underlay.
+const (
+	hostLinkAddress = "198.19.0.1"
+	hubLinkAddress  = "198.19.0.2"
+)
+
+// RouteFromHost routes cidr (the overlay) from this host through the hub, as
+// a control plane at the hub reaches the nodes: a veth pair between the
+// host and the hub, a host route for cidr over it, forwarding in the hub,
+// and the hub masquerading the host's packets as its own, so nodes answer
+// through their tunnels without knowing the link. Everything it creates goes
+// away with the hub (Destroy deletes the host's side of the link, and the
+// route over it, at once; the kernel frees a namespace's devices lazily).
+func (tp *Topology) RouteFromHost(cidr string) error {
+	id := strings.TrimPrefix(tp.Hub, "stg-hub-")
+	hostSide, hubSide := "cp-"+id, "cph-"+id
+	steps := [][]string{
+		{"ip", "link", "add", hostSide, "type", "veth", "peer", "name", hubSide, "netns", tp.Hub},
+		{"ip", "address", "add", hostLinkAddress + "/30", "dev", hostSide},
+		{"ip", "link", "set", hostSide, "up"},
+		{"ip", "-n", tp.Hub, "address", "add", hubLinkAddress + "/30", "dev", hubSide},
+		{"ip", "-n", tp.Hub, "link", "set", hubSide, "up"},
+		{"ip", "route", "add", cidr, "via", hubLinkAddress, "dev", hostSide},
+		{"ip", "netns", "exec", tp.Hub, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"ip", "netns", "exec", tp.Hub, "nft", "add table ip stage-host; " +
+			"add chain ip stage-host postrouting { type nat hook postrouting priority srcnat; }; " +
+			"add rule ip stage-host postrouting ip saddr " + hostLinkAddress + " masquerade"},
+	}
+	tp.hostLink = hostSide
+	for _, args := range steps {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
 // Command runs name with args inside namespace ns.
 func (tp *Topology) Command(ns string, name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
@@ -144,6 +184,9 @@ func (tp *Topology) Destroy() {
 	}
 	for _, pid := range pids() {
 		_ = exec.Command("kill", "-9", pid).Run()
+	}
+	if tp.hostLink != "" {
+		_ = exec.Command("ip", "link", "delete", tp.hostLink).Run()
 	}
 	for _, ns := range namespaces {
 		_ = exec.Command("ip", "netns", "delete", ns).Run()

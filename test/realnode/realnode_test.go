@@ -1,257 +1,248 @@
-// Package realnode proves the whole story on real nodes: three machines at
-// three sites (test/machine) run their join bundles exactly as a user would
-// (`bash NODE.join.sh`): OpenVPN tunnel to the hub, a real `kubeadm join`
-// over the overlay, a real kubelet and containerd; the gossip example runs
-// on them from images built without Docker, the peers find each other over
-// the tunnels, a rollout replaces them and a node leaves.
 package realnode
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/kubectl-stage/kubectl-stage/examples/gossip/node"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
-	"github.com/kubectl-stage/kubectl-stage/pkg/secretfile"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
-	"github.com/kubectl-stage/kubectl-stage/test/machine"
-	"github.com/kubectl-stage/kubectl-stage/test/netns"
 )
 
-const (
-	hubOverlay = "10.23.0.1"
-	pauseRef   = "ghcr.io/kubectl-stage/pause:v0.1.0"
-	gossipV2   = "ghcr.io/kubectl-stage/gossip:v2"
-)
-
-type realNode struct {
-	name, site, ip, bundle string
-	m                      *machine.Machine
-}
-
+// TestRealNodes is the whole story on real nodes, at three sites, with the
+// faults a user meets on the way; each step is asserted on the objects in
+// the API server and on the processes and network of the machines.
 func TestRealNodes(t *testing.T) {
 	started := time.Now()
-	netns.RequireRoot(t)
-	tools, err := harness.FindTools()
-	if err != nil {
-		t.Skip(err)
+	if ok, why := Available(); !ok {
+		t.Skip(why)
 	}
-	if err := tools.NodeTools(); err != nil {
-		t.Skip(err)
-	}
-	for _, bin := range []string{"containerd", "runc", "ctr", "openvpn", "nsenter", "unshare", "setsid"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed: run hack/install-deps.sh", bin)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bins := buildBinaries(t, dir)
-
-	cp := harness.StartForTest(t, harness.Options{Scheduler: true, ControllerManager: true, ServingIPs: []net.IP{net.ParseIP(hubOverlay)}})
-	stage := func(t *testing.T, cp *harness.ControlPlane, args ...string) string {
-		t.Helper()
-		return runStage(t, bins.stage, cp, args...)
-	}
-	if err := cp.KubeadmBootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.AdvertiseAt(ctx, hubOverlay+":6443"); err != nil {
-		t.Fatal(err)
-	}
-	stage(t, cp, "init", "--vpn", "openvpn", "--hub-endpoint", netns.HubAddress, "--pod-cidr", harness.PodCIDR, "--service-cidr", harness.ServiceCIDR)
-	tp := netns.New(t, 3)
-	var nodes []*realNode
-	for i := range tp.Sites {
-		n := &realNode{name: fmt.Sprintf("node-%d", i+1), site: fmt.Sprintf("site-%d", i+1)}
-		n.bundle = filepath.Join(dir, n.name+".join.sh")
-		out := stage(t, cp, "join", n.site, "--node", n.name, "-f", n.bundle)
-		n.ip = between(out, "with overlay IP ", ";")
-		nodes = append(nodes, n)
-	}
-	hubDir := filepath.Join(dir, "hub")
-	stage(t, cp, "hub-config", "--dir", hubDir)
-	hub, err := harness.StartDaemon("openvpn-hub", "ip", []string{"netns", "exec", tp.Hub, "openvpn", "--cd", hubDir, "--config", "server.conf"}, filepath.Join(dir, "openvpn-hub.log"))
+	bin, err := Build(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(hub.Stop)
-	waitFor(t, ctx, "the hub's overlay address", func() bool {
-		out, _ := tp.Run(tp.Hub, "ip", "-o", "address", "show")
-		return strings.Contains(out, " "+hubOverlay+"/")
-	})
-	// The API server (on this host's loopback) at the hub's overlay
-	// address: nodes reach it only through their tunnels.
-	apiURL, _ := url.Parse(cp.URL())
-	forward, err := netns.Forward(tp.Hub, hubOverlay+":6443", apiURL.Host)
+	c, err := Start(ctx, Config{Sites: []string{"site-1", "site-2", "site-3"}, Dir: dir, Bin: bin, Progress: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = forward.Close() })
-
-	machine.KeepSysctls(t)
-	imports := []string{"pause-v0.1.0.tar", "gossip-v1.tar", "gossip-v2.tar"}
-	for i, n := range nodes {
-		n.m = machine.New(t, machine.Config{Name: n.name, NetNS: tp.Sites[i], Hosts: map[string]string{n.name: n.ip},
-			PodSubnet: fmt.Sprintf("10.244.%d.0/24", i+1), Init: bins.pause, SandboxImage: pauseRef, Dir: filepath.Join(dir, "machines", n.name)})
-		if out, err := n.m.Run(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
-			t.Fatalf("%v: %s", err, out)
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
 		}
-		if err := n.m.StartContainerd(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for _, img := range imports {
-			if err := n.m.ImportImage(ctx, filepath.Join(bins.images, img)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// What differs between kubelets sharing one host, as a kubeadm patch.
-		patches := n.m.Path("/etc/kubectl-stage/kubeadm-patches")
-		if err := os.MkdirAll(patches, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(patches, "kubeletconfiguration+merge.yaml"), []byte("cgroupRoot: "+n.m.CgroupRoot+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if tp.Ping(tp.Sites[0], tp.SiteAddress[tp.Sites[1]]) {
-		t.Fatal("the sites reach each other without the VPN: the test proves nothing")
-	}
-
-	// Each machine: bash NODE.join.sh, then Ready.
-	path := filepath.Dir(tools.Kubeadm) + ":" + os.Getenv("PATH")
-	joinSeconds := map[string]float64{}
-	for _, n := range nodes {
-		begin := time.Now()
-		// CI runs cgroup v1, which kubeadm refuses unless told (the kubelet-config allows it).
-		cmd := n.m.Command(ctx, []string{"PATH=" + path, "STAGE_KUBEADM_IGNORE_PREFLIGHT=SystemVerification"}, "bash", n.bundle)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("bash %s.join.sh on %s: %v\n%s\nkubelet log:\n%s", n.name, n.name, err, out, tailFile(n.m.Path("/etc/kubectl-stage/kubelet.log"), 30))
-		}
-		t.Logf("bash %s.join.sh:\n%s", n.name, out)
-		waitNodeReady(t, ctx, cp, n)
-		joinSeconds[n.name] = time.Since(begin).Seconds()
-	}
-	for _, n := range nodes {
-		got, err := cp.Client.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ip := internalIP(got); ip != n.ip || got.Labels[api.LabelSite] != n.site {
-			t.Errorf("%s registered with InternalIP %s and site %q, want %s and %q", n.name, ip, got.Labels[api.LabelSite], n.ip, n.site)
-		}
-	}
-
-	stopWebhook := startWebhook(t, ctx, cp, bins.webhook, dir)
-	defer stopWebhook()
-	if out, err := exec.Command(tools.Kubectl, "--kubeconfig", cp.Kubeconfig, "apply", "-f", filepath.Join(harness.RepoRoot(), "examples", "gossip", "manifests", "gossip.yaml")).CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply gossip: %v\n%s", err, out)
-	}
-	checkPeers(t, ctx, cp, nodes, bins.gossip, "v1")
-
-	stage(t, cp, "rollout", "-n", "p2p", "sts/gossip", "--image", "gossip="+gossipV2)
-	checkPeers(t, ctx, cp, nodes, bins.gossip, "v2")
-
-	for _, n := range nodes {
-		t.Logf("%s: bash %s.join.sh to Ready in %.1fs; kubelet %d MiB, containerd %d MiB", n.name, n.name, joinSeconds[n.name],
-			n.m.ProcessMemory("kubelet")>>20, n.m.ProcessMemory("containerd")>>20)
-	}
-
-	// node-3 leaves: drained, revoked, gone; its bundle stops its kubelet.
-	gone := nodes[2]
-	stage(t, cp, "leave", gone.name)
-	waitFor(t, ctx, gone.name+" removed", func() bool {
-		_, err := cp.Client.CoreV1().Nodes().Get(ctx, gone.name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err)
+		checkNothingLeft(t, c)
 	})
-	out, err := gone.m.Command(ctx, []string{"PATH=" + path}, "bash", gone.bundle, "down").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "kubelet (pid") {
-		t.Errorf("bash %s.join.sh down: %v\n%s", gone.name, err, out)
+	first, last := c.Nodes[0], c.Nodes[2]
+
+	t.Run("tunnel down at join", func(t *testing.T) {
+		out, err := c.RunBundle(ctx, last, nil, "join")
+		want := "FAILED: overlay not reachable: the tunnel is not set up on this machine (/etc/kubectl-stage/openvpn.conf is missing): bring it up with: bash " + last.Bundle + " vpn"
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("bash %s.join.sh join without a tunnel: %v\n%s\nwant the line %q", last.Name, err, out, want)
+		}
+		assertNotJoined(t, last)
+	})
+
+	t.Run("expired token", func(t *testing.T) {
+		expired := &Node{Name: "expired-1", Site: last.Site, Bundle: filepath.Join(dir, "bundles", "expired-1.join.sh"), Machine: last.Machine}
+		if _, err := c.Stage(ctx, "join", expired.Site, "--node", expired.Name, "--token-ttl", "1s", "-f", expired.Bundle); err != nil {
+			t.Fatal(err)
+		}
+		// The bundle compares its expiry with the machine's clock, to the second.
+		script, err := os.ReadFile(expired.Bundle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, _ := strings.Cut(string(script), "\nTOKEN_EXPIRES='")
+		expiry, err := time.Parse(time.RFC3339, strings.SplitN(after, "'", 2)[0])
+		if err != nil {
+			t.Fatalf("the bundle's TOKEN_EXPIRES: %v", err)
+		}
+		time.Sleep(time.Until(expiry.Add(time.Second)))
+		out, err := c.RunBundle(ctx, expired, nil)
+		if err == nil || !strings.Contains(out, "FAILED: bootstrap token ") || !strings.Contains(out, "expired at ") ||
+			!strings.Contains(out, "issue a new bundle with: kubectl stage leave expired-1 && kubectl stage join site-3 --node expired-1") {
+			t.Errorf("bash expired-1.join.sh with an expired token: %v\n%s", err, out)
+		}
+		assertNotJoined(t, last)
+		if _, err := c.Stage(ctx, "leave", expired.Name); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	if err := c.JoinAll(ctx); err != nil {
+		t.Fatal(err)
 	}
-	for _, p := range gone.m.Processes() {
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.TrimSpace(string(comm)) == "kubelet" {
-			t.Errorf("the kubelet of %s still runs after down (pid %d)", gone.name, p)
+	for _, n := range c.Nodes {
+		got, err := c.CP.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ip := InternalIP(got); ip != n.OverlayIP || got.Labels[api.LabelSite] != n.Site || !Ready(got) {
+			t.Errorf("%s registered with InternalIP %s, site %q, Ready %v; want %s, %q, true", n.Name, ip, got.Labels[api.LabelSite], Ready(got), n.OverlayIP, n.Site)
+		}
+	}
+
+	t.Run("bundle twice", func(t *testing.T) {
+		kubelet, openvpn := first.Machine.PIDsOf("kubelet"), first.Machine.PIDsOf("openvpn")
+		out, err := c.RunBundle(ctx, first, []string{"STAGE_KUBEADM_IGNORE_PREFLIGHT=SystemVerification"})
+		if err != nil || !strings.Contains(out, "ok: this machine already joined (/etc/kubernetes/kubelet.conf exists; kubeadm reset -f undoes it)") ||
+			!strings.Contains(out, "ok: the kubelet already runs (pid ") {
+			t.Errorf("bash %s.join.sh again: %v\n%s", first.Name, err, out)
+		}
+		if now := first.Machine.PIDsOf("kubelet"); !slices.Equal(now, kubelet) || !slices.Equal(first.Machine.PIDsOf("openvpn"), openvpn) {
+			t.Errorf("running the bundle again replaced daemons: kubelet %v -> %v, openvpn %v -> %v", kubelet, now, openvpn, first.Machine.PIDsOf("openvpn"))
+		}
+	})
+
+	// The chart for real: the webhook as pods from its image on the nodes,
+	// called by the API server at its Service's endpoints over the overlay.
+	if _, err := c.InstallChart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkWebhookPods(t, ctx, c)
+
+	c.step("kubectl apply -f examples/gossip/manifests/gossip.yaml")
+	if _, err := c.Kubectl(ctx, "apply", "-f", filepath.Join(harness.RepoRoot(), "examples", "gossip", "manifests", "gossip.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	checkPeers(t, ctx, c, "v1")
+	checkLogs(t, ctx, c)
+
+	c.step("kubectl stage rollout -n %s sts/gossip --image gossip=%s", AppNamespace, GossipV2)
+	if _, err := c.Stage(ctx, "rollout", "-n", AppNamespace, "sts/gossip", "--image", "gossip="+GossipV2); err != nil {
+		t.Fatal(err)
+	}
+	checkPeers(t, ctx, c, "v2")
+
+	for _, n := range c.Nodes {
+		t.Logf("%s: bash %s.join.sh to Ready in %.1fs; kubelet %d MiB, containerd %d MiB", n.Name, n.Name, n.JoinTime.Seconds(),
+			n.Machine.ProcessMemory("kubelet")>>20, n.Machine.ProcessMemory("containerd")>>20)
+	}
+
+	// The last node leaves: drained, revoked, gone. Once the hub rereads its
+	// configuration the tunnel is cut, and the bundle's check says why.
+	c.step("kubectl stage leave %s; kubectl stage hub-config", last.Name)
+	if _, err := c.Stage(ctx, "leave", last.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Stage(ctx, "hub-config", "--dir", filepath.Join(dir, "hub")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CP.Client.CoreV1().Nodes().Get(ctx, last.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("%s is still a node after leave: %v", last.Name, err)
+	}
+	var out string
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		out, err = c.RunBundle(ctx, last, []string{"STAGE_WAIT=2"}, "check")
+		return err != nil && strings.Contains(out, "FAILED: overlay not reachable: the hub "+"198.18.0.1:1194"), nil
+	})
+	if err != nil || !strings.Contains(out, "credentials") || !strings.Contains(out, "kubectl stage leave") {
+		t.Errorf("bash %s.join.sh check after leave does not say the credentials were revoked: %v\n%s\nopenvpn.log:\n%s", last.Name, err, out, Tail(last.Machine.Path("/etc/kubectl-stage/openvpn.log"), 15))
+	}
+	c.step("bash %s.join.sh check:\n%s", last.Name, out)
+	if _, err := last.Machine.Run(ctx, "bash", "-c", "exec 3<>/dev/tcp/"+HubOverlay+"/"+APIServerPort); err == nil {
+		t.Errorf("%s still reaches the API server at %s:%s after leave", last.Name, HubOverlay, APIServerPort)
+	}
+	out, err = c.RunBundle(ctx, last, nil, "down", "--purge")
+	if err != nil || !strings.Contains(out, "ok: kubelet (pid") {
+		t.Errorf("bash %s.join.sh down --purge: %v\n%s", last.Name, err, out)
+	}
+	if pids := last.Machine.PIDsOf("kubelet"); len(pids) > 0 {
+		t.Errorf("the kubelet of %s still runs after down (pids %v)", last.Name, pids)
+	}
+	for _, f := range []string{"kubelet.log", "kubelet.pid", "kubeadm-join.log", "openvpn.conf", "openvpn.log"} {
+		if _, err := os.Stat(last.Machine.Path("/etc/kubectl-stage/" + f)); !os.IsNotExist(err) {
+			t.Errorf("down --purge left /etc/kubectl-stage/%s on %s", f, last.Name)
 		}
 	}
 	t.Logf("the whole test took %s", time.Since(started).Round(time.Second))
 }
 
-type binaries struct{ stage, pause, webhook, gossip, images string }
-
-// buildBinaries builds the images (make image's program) and the host-side
-// binaries: the pause init of machines, the webhook and the gossip client.
-func buildBinaries(t *testing.T, dir string) binaries {
-	root := harness.RepoRoot()
-	b := binaries{stage: harness.BuildStage(t), pause: filepath.Join(dir, "pause"), webhook: filepath.Join(dir, "stage-webhook"), gossip: filepath.Join(dir, "gossip"), images: filepath.Join(dir, "images")}
-	for _, build := range [][]string{
-		{"run", "./hack/image", "-out", b.images},
-		{"build", "-o", b.pause, "./hack/image/pause"},
-		{"build", "-o", b.webhook, "./webhook/cmd/stage-webhook"},
-		{"build", "-o", b.gossip, "./examples/gossip"},
-	} {
-		cmd := exec.Command("go", build...)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %v: %v\n%s", build, err, out)
+// assertNotJoined checks that nothing of a join is on n's machine: no
+// kubelet credentials, no kubelet, no tunnel.
+func assertNotJoined(t *testing.T, n *Node) {
+	t.Helper()
+	for _, f := range []string{"/etc/kubernetes/kubelet.conf", "/etc/kubernetes/bootstrap-kubelet.conf", "/etc/kubectl-stage/openvpn.conf", "/etc/kubectl-stage/kubeadm-join.yaml"} {
+		if _, err := os.Stat(n.Machine.Path(f)); !os.IsNotExist(err) {
+			t.Errorf("%s is on %s after the failed join", f, n.Name)
 		}
 	}
-	return b
+	for _, daemon := range []string{"kubelet", "openvpn"} {
+		if pids := n.Machine.PIDsOf(daemon); len(pids) > 0 {
+			t.Errorf("%s runs on %s after the failed join (pids %v)", daemon, n.Name, pids)
+		}
+	}
 }
 
-func waitNodeReady(t *testing.T, ctx context.Context, cp *harness.ControlPlane, n *realNode) {
+// checkWebhookPods: the chart's webhook runs as ready pods from the chart's
+// image on two nodes, on their network, and its Service's endpoints are
+// those nodes' overlay IPs.
+func checkWebhookPods(t *testing.T, ctx context.Context, c *Cluster) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		got, err := cp.Client.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
+	pods, err := c.CP.Client.CoreV1().Pods(api.SystemNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kubectl-stage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var podIPs []string
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning || !p.Spec.HostNetwork || p.Spec.Containers[0].Image != "ghcr.io/kubectl-stage/stage-webhook:v0.1.0" {
+			t.Errorf("webhook pod %s: phase %s, hostNetwork %v, image %s", p.Name, p.Status.Phase, p.Spec.HostNetwork, p.Spec.Containers[0].Image)
 		}
-		for _, c := range got.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-				return true, nil
+		podIPs = append(podIPs, p.Status.PodIP)
+	}
+	var nodeIPs []string
+	for _, n := range c.Nodes {
+		if slices.Contains(podIPs, n.OverlayIP) {
+			nodeIPs = append(nodeIPs, n.OverlayIP)
+		}
+	}
+	if len(pods.Items) != 2 || len(nodeIPs) != 2 {
+		t.Fatalf("want 2 webhook pods on 2 nodes at their overlay IPs, got pod IPs %v", podIPs)
+	}
+	slices.Sort(podIPs)
+	slicesList, err := c.CP.Client.DiscoveryV1().EndpointSlices(api.SystemNamespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + harness.ChartRelease + "-kubectl-stage-webhook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var endpoints []string
+	for _, s := range slicesList.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && *e.Conditions.Ready {
+				endpoints = append(endpoints, e.Addresses...)
 			}
 		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatalf("%s did not become Ready: %v\nkubelet log:\n%s", n.name, err, tailFile(n.m.Path("/etc/kubectl-stage/kubelet.log"), 40))
 	}
+	slices.Sort(endpoints)
+	if !slices.Equal(endpoints, podIPs) {
+		t.Errorf("the webhook Service's ready endpoints are %v, want the pods' overlay IPs %v", endpoints, podIPs)
+	}
+	t.Logf("the webhook runs as pods at %v", podIPs)
 }
 
-func internalIP(n *corev1.Node) string {
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			return a.Address
-		}
-	}
-	return ""
-}
-
-// checkPeers waits until a gossip pod of version runs on every node and
-// each peer, asked from its own machine, lists the other two alive at their
-// overlay addresses.
-func checkPeers(t *testing.T, ctx context.Context, cp *harness.ControlPlane, nodes []*realNode, gossip, version string) {
+// checkPeers waits until a gossip pod of version runs on every node with
+// the environment the webhook injected, and each peer, asked from its own
+// machine over the tunnel, lists the other two alive at their overlay
+// addresses.
+func checkPeers(t *testing.T, ctx context.Context, c *Cluster, version string) {
 	t.Helper()
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := cp.Client.CoreV1().Pods("p2p").List(ctx, metav1.ListOptions{})
+		pods, err := c.CP.Client.CoreV1().Pods(AppNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
 		}
@@ -261,29 +252,26 @@ func checkPeers(t *testing.T, ctx context.Context, cp *harness.ControlPlane, nod
 				onNode[p.Spec.NodeName] = p
 			}
 		}
-		last = fmt.Sprintf("%d of %d nodes run a %s peer", len(onNode), len(nodes), version)
-		if len(onNode) != len(nodes) {
+		last = fmt.Sprintf("%d of %d nodes run a %s peer", len(onNode), len(c.Nodes), version)
+		if len(onNode) != len(c.Nodes) {
 			return false, nil
 		}
-		for _, n := range nodes {
-			out, err := n.m.Run(ctx, gossip, "peers", n.ip+":7946")
+		for _, n := range c.Nodes {
+			env := map[string]string{}
+			for _, e := range onNode[n.Name].Spec.Containers[0].Env {
+				env[e.Name] = e.Value
+			}
+			if env["STAGE_SITE"] != n.Site {
+				return false, fmt.Errorf("the %s peer on %s has STAGE_SITE %q: the webhook did not inject it", version, n.Name, env["STAGE_SITE"])
+			}
+			alive, err := c.PeerView(ctx, n)
 			if err != nil {
-				last = fmt.Sprintf("%s: %v %s", n.name, err, out)
+				last = err.Error()
 				return false, nil
 			}
-			var view node.View
-			if err := json.Unmarshal([]byte(out), &view); err != nil {
-				return false, nil
-			}
-			alive := map[string]bool{}
-			for _, m := range view.Members {
-				if m.Alive {
-					alive[m.Addr] = true
-				}
-			}
-			for _, other := range nodes {
-				if !alive[other.ip+":7946"] {
-					last = fmt.Sprintf("%s does not see %s at %s:7946: %s", n.name, other.name, other.ip, out)
+			for _, other := range c.Nodes {
+				if !slices.Contains(alive, other.OverlayIP+":"+gossipPort) {
+					last = fmt.Sprintf("%s does not see %s at %s: %v", n.Name, other.Name, other.OverlayIP, alive)
 					return false, nil
 				}
 			}
@@ -291,78 +279,47 @@ func checkPeers(t *testing.T, ctx context.Context, cp *harness.ControlPlane, nod
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("gossip %s peers: %s: %v", version, last, err)
+		t.Fatalf("gossip %s: %v (%s)", version, err, last)
 	}
 	t.Logf("gossip %s: every peer lists the others at their overlay addresses", version)
 }
 
-// startWebhook installs the chart for a webhook served from this host, as
-// the demo does, and runs stage-webhook with the chart's certificate.
-func startWebhook(t *testing.T, ctx context.Context, cp *harness.ControlPlane, bin, dir string) func() {
+// checkLogs reads each peer's log through the API server, which fetches it
+// from the kubelet over the overlay, as `kubectl logs` does.
+func checkLogs(t *testing.T, ctx context.Context, c *Cluster) {
 	t.Helper()
-	port, health := freePort(t), freePort(t)
-	cert, key, err := cp.InstallChartForURL(ctx, "https://127.0.0.1:"+strconv.Itoa(port))
+	pods, err := c.CP.Client.CoreV1().Pods(AppNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	certDir := filepath.Join(dir, "webhook-tls")
-	if err := os.MkdirAll(certDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string][]byte{"tls.crt": cert, "tls.key": key} {
-		if err := secretfile.Write(filepath.Join(certDir, name), data); err != nil {
-			t.Fatal(err)
+	for _, p := range pods.Items {
+		log, err := c.Kubectl(ctx, "logs", "-n", AppNamespace, p.Name)
+		want := "advertise=" + p.Status.HostIP + ":" + gossipPort
+		if err != nil || !strings.Contains(log, "msg=serving name="+p.Name) || !strings.Contains(log, want) {
+			t.Errorf("kubectl logs %s: %v\n%s\nwant its serving line with %s", p.Name, err, log, want)
 		}
 	}
-	d, err := harness.StartDaemon("stage-webhook", bin, []string{"--kubeconfig=" + cp.Kubeconfig, "--host=127.0.0.1",
-		"--port=" + strconv.Itoa(port), "--cert-dir=" + certDir, "--metrics-bind-address=0",
-		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(health)}, filepath.Join(dir, "stage-webhook.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.WaitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", health)); err != nil {
-		d.Stop()
-		t.Fatal(err)
-	}
-	return d.Stop
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func runStage(t *testing.T, bin string, cp *harness.ControlPlane, args ...string) string {
+// checkNothingLeft: after Stop, no namespace, route or link of the cluster
+// remains on this host (machine.Destroy already checked processes, cgroups
+// and mounts).
+func checkNothingLeft(t *testing.T, c *Cluster) {
 	t.Helper()
-	out, err := exec.Command(bin, append([]string{"--kubeconfig", cp.Kubeconfig}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl stage %v: %v\n%s", args, err, out)
+	if out, _ := exec.Command("ip", "route", "show", overlayCIDR).Output(); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("the route to the overlay is left on this host: %s", out)
 	}
-	return string(out)
-}
-
-func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
-	t.Helper()
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) { return ok(), nil }); err != nil {
-		t.Fatalf("timed out waiting for %s", what)
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, ns := range append([]string{c.Topology.Hub}, c.Topology.Sites...) {
+		if strings.Contains(string(out), ns) {
+			t.Errorf("network namespace %s is left", ns)
+		}
 	}
 }
 
-func between(s, start, end string) string {
-	_, after, _ := strings.Cut(s, start)
-	v, _, _ := strings.Cut(after, end)
-	return v
-}
+type testWriter struct{ t *testing.T }
 
-func tailFile(path string, n int) string {
-	data, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
