@@ -35,6 +35,11 @@ const (
 
 // Report is what each step produced, for the demo's test.
 type Report struct {
+	// Mode is the mode the demo ran in (ModeReal or ModeSimulated).
+	Mode string
+	// JoinSeconds are, in real mode, each node's seconds from
+	// `bash NODE.join.sh` to Ready.
+	JoinSeconds []float64
 	// Peers are the gossip pods after the rollout, with the environment the
 	// webhook injected, resolved as the kubelet would.
 	Peers        []Peer
@@ -65,6 +70,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := os.MkdirAll(filepath.Join(o.Dir, "bundles"), 0o700); err != nil {
 		return nil, err
 	}
+	mode, why, err := o.resolveMode()
+	if err != nil {
+		return nil, err
+	}
+	o.step("mode: %s nodes (%s)", mode, why)
+	if mode == ModeReal {
+		report, err := runReal(ctx, o)
+		if report != nil {
+			report.Mode = mode
+		}
+		return report, err
+	}
+	report, err := runSimulated(ctx, o)
+	if report != nil {
+		report.Mode = mode
+	}
+	return report, err
+}
+
+// runSimulated plays the story with kwok as every node's kubelet and, as
+// root, the peers in network namespaces behind real OpenVPN tunnels.
+func runSimulated(ctx context.Context, o Options) (*Report, error) {
 	binaries, err := findBinaries(o)
 	if err != nil {
 		return nil, err
@@ -128,21 +155,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 
-	if o.Keep {
-		fmt.Fprintf(o.Out, `
+	d.keepUntilDone(ctx, kubeconfig, filepath.Join(harness.RepoRoot(), "bin"))
+	return report, nil
+}
+
+// keepUntilDone, with -keep, says how to use the cluster and waits for
+// Ctrl-C; then the demo stops everything.
+func (d *demo) keepUntilDone(ctx context.Context, kubeconfig, pluginDir string) {
+	if d.Keep {
+		fmt.Fprintf(d.Out, `
 The staging cluster keeps running; in another shell:
 
   export KUBECONFIG=%s PATH=%s:%s:$PATH
-  kubectl get nodes -L %s
+  kubectl get nodes -L %s -o wide
   kubectl stage status -o wide
   kubectl stage rollout status -n %s %s
 
 Press Ctrl-C to stop.
-`, kubeconfig, filepath.Join(harness.RepoRoot(), "bin"), filepath.Dir(cp.Tools.Kubectl), api.LabelSite, appNamespace, appName)
+`, kubeconfig, pluginDir, filepath.Dir(d.cp.Tools.Kubectl), api.LabelSite, appNamespace, appName)
 		<-ctx.Done()
 	}
-	o.step("stopping everything and cleaning up")
-	return report, nil
+	d.step("stopping everything and cleaning up")
 }
 
 type demo struct {

@@ -1,5 +1,17 @@
 // Command localstage is README's main job: the whole kubectl-stage story on
-// one machine, with real components and nothing downloaded.
+// one machine, with real components and nothing downloaded. It runs in one
+// of two modes (-mode; auto picks real when it can run here):
+//
+// Real nodes (root, after make tools): a control plane set up as kubeadm
+// would, an OpenVPN hub, and a machine per site (its own network, mount,
+// UTS and PID namespaces, containerd and cgroups) that runs its join bundle
+// as a user would: tunnel, kubeadm join over the overlay, a real kubelet.
+// The chart is installed with helm install (the webhook runs as pods from
+// make image's image), the gossip example's peers run on the nodes and find
+// each other over the tunnels, and kubectl stage rollout replaces them site
+// by site (test/realnode).
+//
+// Simulated nodes:
 //
 //  1. A real control plane (etcd, kube-apiserver, kube-scheduler,
 //     kube-controller-manager) set up as kubeadm would.
@@ -37,10 +49,11 @@ import (
 func main() {
 	var o Options
 	sites := flag.String("sites", "tokyo,osaka,frankfurt", "comma-separated site names")
-	flag.IntVar(&o.NodesPerSite, "nodes-per-site", 2, "simulated nodes at each site")
+	flag.IntVar(&o.NodesPerSite, "nodes-per-site", 2, "simulated nodes at each site (real mode: one)")
 	flag.StringVar(&o.Dir, "dir", filepath.Join(harness.RepoRoot(), ".cache", "local"), "where to write the kubeconfig, join bundles, hub configuration and logs")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the cluster running at the end until Ctrl-C")
-	flag.BoolVar(&o.NoVPN, "no-vpn", false, "skip the OpenVPN part even as root")
+	flag.BoolVar(&o.NoVPN, "no-vpn", false, "simulated mode: skip the OpenVPN part even as root")
+	flag.StringVar(&o.Mode, "mode", ModeAuto, "real: a machine per site runs its join bundle (kubeadm join, kubelet, containerd; root and make tools); simulated: kwok nodes; auto: real when it can run here")
 	flag.Parse()
 	o.Sites = strings.Split(*sites, ",")
 	o.Out = os.Stdout
@@ -53,8 +66,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		os.Exit(1)
 	}
-	fmt.Printf("\n==> demo finished in %s: %d sites, %d peers, rollout %s, overlay: %s\n",
-		time.Since(started).Round(time.Second), len(o.Sites), len(report.Peers), report.RolloutPhase, report.OverlaySummary())
+	fmt.Printf("\n==> demo finished in %s (%s nodes): %d sites, %d peers, rollout %s, overlay: %s\n",
+		time.Since(started).Round(time.Second), report.Mode, len(o.Sites), len(report.Peers), report.RolloutPhase, report.OverlaySummary())
 }
 
 // Options choose the demo's size and where it writes.
@@ -64,6 +77,7 @@ type Options struct {
 	Dir          string
 	Keep         bool
 	NoVPN        bool
+	Mode         string
 	Out          io.Writer
 }
 

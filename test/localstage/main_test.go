@@ -12,6 +12,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
 	"github.com/kubectl-stage/kubectl-stage/test/netns"
+	"github.com/kubectl-stage/kubectl-stage/test/realnode"
 )
 
 type testWriter struct{ t *testing.T }
@@ -26,11 +27,27 @@ func (w testWriter) Write(p []byte) (int, error) {
 // mutated per site, the rollout site by site, and (as root) the peers
 // finding each other over real OpenVPN tunnels with the injected env.
 func TestDemo(t *testing.T) {
+	t.Run(ModeSimulated, func(t *testing.T) { testDemo(t, ModeSimulated) })
+	t.Run(ModeReal, func(t *testing.T) {
+		if ok, why := realnode.Available(); !ok {
+			t.Skip(why)
+		}
+		testDemo(t, ModeReal)
+	})
+}
+
+func testDemo(t *testing.T, mode string) {
 	dir := t.TempDir()
 	sites := []string{"tokyo", "osaka", "frankfurt"}
-	report, err := Run(context.Background(), Options{Sites: sites, NodesPerSite: 1, Dir: dir, Out: testWriter{t}})
+	report, err := Run(context.Background(), Options{Sites: sites, NodesPerSite: 1, Dir: dir, Out: testWriter{t}, Mode: mode})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if report.Mode != mode {
+		t.Errorf("the demo ran in %s mode, want %s", report.Mode, mode)
+	}
+	if mode == ModeReal {
+		t.Logf("bash NODE.join.sh to Ready: %v seconds", report.JoinSeconds)
 	}
 
 	// One peer per site; the advertise address is the node's overlay IP,
@@ -69,8 +86,8 @@ func TestDemo(t *testing.T) {
 		t.Errorf("rollout %s in order %v", report.RolloutPhase, report.RolloutOrder)
 	}
 
-	if ok, _ := netns.Available(); ok {
-		if !report.OverlayProven {
+	if ok, _ := netns.Available(); ok || mode == ModeReal {
+		if !report.OverlayProven || len(report.Views) != len(sites) {
 			t.Error("running as root, the overlay part must run and succeed")
 		}
 		for pod, members := range report.Views {
@@ -97,5 +114,36 @@ func TestDemo(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s of the stopped demo was left behind", gone)
 		}
+	}
+}
+
+func TestResolveMode(t *testing.T) {
+	canRunReal, _ := realnode.Available()
+	for _, tc := range []struct {
+		mode, want, wantErr string
+	}{
+		{mode: ModeSimulated, want: ModeSimulated},
+		{mode: "kwok", wantErr: `unknown -mode "kwok": use auto, real or simulated`},
+	} {
+		got, why, err := Options{Mode: tc.mode}.resolveMode()
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("-mode=%s: error %v, want %q", tc.mode, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want || why == "" {
+			t.Errorf("-mode=%s: %s (%s), %v; want %s with a reason", tc.mode, got, why, err, tc.want)
+		}
+	}
+	// auto is real exactly when real nodes can run here, and says why.
+	got, why, err := Options{Mode: ModeAuto}.resolveMode()
+	want := map[bool]string{true: ModeReal, false: ModeSimulated}[canRunReal]
+	if err != nil || got != want || why == "" {
+		t.Errorf("-mode=auto: %s (%s), %v; want %s", got, why, err, want)
+	}
+	_, _, err = Options{Mode: ModeReal}.resolveMode()
+	if canRunReal != (err == nil) {
+		t.Errorf("-mode=real where real nodes can run is %v: error %v", canRunReal, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,7 +105,7 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 
 // Config describes a real-node cluster.
 type Config struct {
-	// Sites get one node each, named node-1, node-2, ...
+	// Sites get one node each, named SITE-1.
 	Sites []string
 	// Dir holds the control plane, bundles, hub configuration, machines and logs.
 	Dir string
@@ -170,8 +171,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
-	for i, site := range cfg.Sites {
-		n := &Node{Name: fmt.Sprintf("node-%d", i+1), Site: site}
+	for _, site := range cfg.Sites {
+		n := &Node{Name: site + "-1", Site: site}
 		n.Bundle = filepath.Join(cfg.Dir, "bundles", n.Name+".join.sh")
 		if err := os.MkdirAll(filepath.Dir(n.Bundle), 0o700); err != nil {
 			return c, err
@@ -368,6 +369,36 @@ func (c *Cluster) PeerView(ctx context.Context, n *Node) ([]string, error) {
 		}
 	}
 	return alive, nil
+}
+
+// WaitViews waits until the gossip peer on every node, asked from its own
+// machine, lists the peers of all nodes alive at their overlay addresses,
+// and returns each node's view.
+func (c *Cluster) WaitViews(ctx context.Context, timeout time.Duration) (map[string][]string, error) {
+	views := map[string][]string{}
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		for _, n := range c.Nodes {
+			alive, err := c.PeerView(ctx, n)
+			if err != nil {
+				last = err
+				return false, nil
+			}
+			for _, other := range c.Nodes {
+				if !slices.Contains(alive, other.OverlayIP+":"+gossipPort) {
+					last = fmt.Errorf("%s does not see %s at %s: %v", n.Name, other.Name, other.OverlayIP, alive)
+					return false, nil
+				}
+			}
+			slices.Sort(alive)
+			views[n.Name] = alive
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the gossip peers did not find each other over the overlay: %w (%v)", err, last)
+	}
+	return views, nil
 }
 
 // Stop stops and removes everything, in reverse order, and reports what
