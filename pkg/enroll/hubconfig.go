@@ -129,19 +129,21 @@ func (e *Enroller) applyOpenVPN(ctx context.Context, dir string, enrolled map[st
 	if err != nil {
 		return fmt.Errorf("listing the hub's sessions through %s: %w", sock, err)
 	}
-	seen := map[string]bool{}
-	for _, cn := range clients {
-		if enrolled[cn] || seen[cn] || cn == vpn.UnauthenticatedName {
+	cut := map[string]bool{}
+	for _, c := range clients {
+		if enrolled[c.CommonName] || c.CommonName == vpn.UnauthenticatedName {
 			continue
 		}
-		seen[cn] = true
-		if err := m.Kill(cn); errors.Is(err, vpn.ErrNoSession) {
+		if err := m.Kill(c); errors.Is(err, vpn.ErrNoSession) {
 			continue
 		} else if err != nil {
-			return fmt.Errorf("ending the live session of %s, which is no longer enrolled, through %s: %w; run on the hub: %s", cn, sock, err, vpn.KillCommand(dir, cn))
+			return fmt.Errorf("ending the live session of %s, which is no longer enrolled, through %s: %w; run on the hub: %s", c.CommonName, sock, err, vpn.KillCommand(dir, c.CommonName))
 		}
-		res.Cut = append(res.Cut, cn)
-		e.step("ended the live VPN session of %s, which is no longer enrolled", cn)
+		if !cut[c.CommonName] {
+			cut[c.CommonName] = true
+			res.Cut = append(res.Cut, c.CommonName)
+			e.step("ended the live VPN session of %s, which is no longer enrolled", c.CommonName)
+		}
 	}
 	res.Applied = true
 	return nil

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -69,52 +71,74 @@ func (m *Management) send(command string) error {
 	return err
 }
 
-// Clients returns the common names of the connected clients.
-func (m *Management) Clients() ([]string, error) {
+// Client is a session the hub holds.
+type Client struct {
+	// CommonName is the client certificate's CN: the node's name.
+	CommonName string
+	// ID is the hub's client ID of the session (client-kill takes it).
+	ID string
+}
+
+// Clients returns the connected clients, read from `status 3`, whose
+// CLIENT_LIST header names the columns.
+func (m *Management) Clients() ([]Client, error) {
 	if err := m.send("status 3"); err != nil {
 		return nil, err
 	}
-	var names []string
+	var clients []Client
+	nameCol, idCol := -1, -1
 	for {
 		line, err := m.readLine()
 		if err != nil {
 			return nil, fmt.Errorf("reading the hub's status: %w", err)
 		}
 		if line == "END" {
-			return names, nil
+			return clients, nil
 		}
 		if strings.HasPrefix(line, "ERROR:") {
 			return nil, fmt.Errorf("the hub's status: %s", line)
 		}
-		if fields := strings.Split(line, "\t"); len(fields) > 1 && fields[0] == "CLIENT_LIST" {
-			names = append(names, fields[1])
+		fields := strings.Split(line, "\t")
+		if len(fields) > 2 && fields[0] == "HEADER" && fields[1] == "CLIENT_LIST" {
+			// The header has one more leading field than the rows.
+			nameCol, idCol = slices.Index(fields, "Common Name")-1, slices.Index(fields, "Client ID")-1
+			continue
 		}
+		if fields[0] != "CLIENT_LIST" {
+			continue
+		}
+		if nameCol < 1 || idCol < 1 || len(fields) <= max(nameCol, idCol) {
+			return nil, fmt.Errorf("the hub's status lists clients without a Common Name and Client ID column (OpenVPN 2.4 or later has them): %q", line)
+		}
+		clients = append(clients, Client{CommonName: fields[nameCol], ID: fields[idCol]})
 	}
 }
 
-// Kill ends every session of the client with common name cn.
-func (m *Management) Kill(cn string) error {
-	if strings.ContainsAny(cn, " \t\r\n\"'\\") {
-		return fmt.Errorf("refusing to send the common name %q to the management interface", cn)
+// Kill ends the session c. client-kill (unlike kill by common name) tells
+// the client with a RESTART message, so it reconnects at once, is refused,
+// and its log says so, instead of waiting a minute for its keepalive.
+func (m *Management) Kill(c Client) error {
+	if _, err := strconv.ParseUint(c.ID, 10, 64); err != nil {
+		return fmt.Errorf("refusing to send the client ID %q of %q to the management interface", c.ID, c.CommonName)
 	}
-	if err := m.send("kill " + cn); err != nil {
+	if err := m.send("client-kill " + c.ID); err != nil {
 		return err
 	}
 	line, err := m.readLine()
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(line, "ERROR:") && strings.Contains(line, "not found") {
+	if strings.HasPrefix(line, "ERROR:") && strings.Contains(line, "client-kill command failed") {
 		return ErrNoSession
 	}
 	if !strings.HasPrefix(line, "SUCCESS:") {
-		return fmt.Errorf("kill %s: %s", cn, line)
+		return fmt.Errorf("client-kill %s (%s): %s", c.ID, c.CommonName, line)
 	}
 	return nil
 }
 
-// ErrNoSession means the hub has no session with that common name (any
-// more): it ended between the status and the kill.
+// ErrNoSession means the hub has no such session (any more): it ended
+// between the status and the kill.
 var ErrNoSession = errors.New("no session with that common name")
 
 // UnauthenticatedName is the common name OpenVPN lists for a client whose

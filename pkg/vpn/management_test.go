@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -38,17 +39,17 @@ func fakeHub(t *testing.T, clients []string) (path string, killed chan string) {
 			case cmd == "status 3":
 				w("TITLE\tOpenVPN 2.6.14")
 				w(">BYTECOUNT_CLI:1,2,3")
-				w("HEADER\tCLIENT_LIST\tCommon Name\tReal Address")
-				for _, c := range clients {
-					w("CLIENT_LIST\t" + c + "\t198.18.1.2:1194\t10.23.0.2")
+				w("HEADER\tCLIENT_LIST\tCommon Name\tReal Address\tVirtual Address\tVirtual IPv6 Address\tBytes Received\tBytes Sent\tConnected Since\tConnected Since (time_t)\tUsername\tClient ID\tPeer ID\tData Channel Cipher")
+				for i, c := range clients {
+					w(fmt.Sprintf("CLIENT_LIST\t%s\t198.18.1.2:1194\t10.23.0.2\t\t100\t200\t2026-11-25 07:00:00\t1795590000\tUNDEF\t%d\t%d\tAES-256-GCM", c, 7+i, i))
 				}
 				w("ROUTING_TABLE\t10.23.0.2\ta-1\t198.18.1.2:1194")
 				w("END")
-			case cmd == "kill gone":
-				w("ERROR: common name 'gone' not found")
-			case strings.HasPrefix(cmd, "kill "):
-				killed <- strings.TrimPrefix(cmd, "kill ")
-				w("SUCCESS: common name '" + strings.TrimPrefix(cmd, "kill ") + "' found, 1 client(s) killed")
+			case cmd == "client-kill 99":
+				w("ERROR: client-kill command failed")
+			case strings.HasPrefix(cmd, "client-kill "):
+				killed <- strings.TrimPrefix(cmd, "client-kill ")
+				w("SUCCESS: client-kill command succeeded")
 			case cmd == "quit":
 				return
 			default:
@@ -67,20 +68,21 @@ func TestManagementListsAndKills(t *testing.T) {
 	}
 	defer func() { _ = m.Close() }()
 	clients, err := m.Clients()
-	if err != nil || !reflect.DeepEqual(clients, []string{"a-1", "b-1"}) {
-		t.Fatalf("Clients() = %v, %v", clients, err)
+	want := []Client{{CommonName: "a-1", ID: "7"}, {CommonName: "b-1", ID: "8"}}
+	if err != nil || !reflect.DeepEqual(clients, want) {
+		t.Fatalf("Clients() = %v, %v; want %v", clients, err, want)
 	}
-	if err := m.Kill("b-1"); err != nil {
+	if err := m.Kill(clients[1]); err != nil {
 		t.Fatal(err)
 	}
-	if got := <-killed; got != "b-1" {
-		t.Errorf("killed %q", got)
+	if got := <-killed; got != "8" {
+		t.Errorf("client-kill %q, want 8 (b-1's client ID)", got)
 	}
-	if err := m.Kill("gone"); !errors.Is(err, ErrNoSession) {
+	if err := m.Kill(Client{CommonName: "gone", ID: "99"}); !errors.Is(err, ErrNoSession) {
 		t.Errorf("kill of a session that ended: %v, want ErrNoSession", err)
 	}
-	if err := m.Kill("b-1\nsignal SIGTERM"); err == nil {
-		t.Error("a common name with a newline went to the management interface")
+	if err := m.Kill(Client{CommonName: "b-1", ID: "8\nsignal SIGTERM"}); err == nil {
+		t.Error("a client ID with a newline went to the management interface")
 	}
 }
 

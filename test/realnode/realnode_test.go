@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
+	"github.com/kubectl-stage/kubectl-stage/test/netns"
 )
 
 // TestRealNodes is the whole story on real nodes, at three sites, with the
@@ -124,7 +125,7 @@ func TestRealNodes(t *testing.T) {
 	checkLogs(t, ctx, c)
 
 	c.step("kubectl stage rollout -n %s sts/gossip --image gossip=%s", AppNamespace, GossipV2)
-	if _, err := c.Stage(ctx, "rollout", "-n", AppNamespace, "sts/gossip", "--image", "gossip="+GossipV2); err != nil {
+	if _, err := c.Stage(ctx, "rollout", "-n", AppNamespace, "sts/gossip", "--image", "gossip="+GossipV2, "--min-ready", "1s"); err != nil {
 		t.Fatal(err)
 	}
 	checkPeers(t, ctx, c, "v2")
@@ -149,13 +150,13 @@ func TestRealNodes(t *testing.T) {
 	var out string
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		out, err = c.RunBundle(ctx, last, []string{"STAGE_WAIT=2"}, "check")
-		return err != nil && strings.Contains(out, "FAILED: overlay not reachable: the hub "+"198.18.0.1:1194"), nil
+		return err != nil && strings.Contains(out, "FAILED: overlay not reachable: the hub "+netns.HubAddress+":1194"), nil
 	})
-	if err != nil || !strings.Contains(out, "credentials") || !strings.Contains(out, "kubectl stage leave") {
+	if err != nil || !strings.Contains(out, "the hub "+netns.HubAddress+":1194 answers but did not accept this node: its credentials were revoked (kubectl stage leave)") {
 		t.Errorf("bash %s.join.sh check after leave does not say the credentials were revoked: %v\n%s\nopenvpn.log:\n%s", last.Name, err, out, Tail(last.Machine.Path("/etc/kubectl-stage/openvpn.log"), 15))
 	}
 	c.step("bash %s.join.sh check:\n%s", last.Name, out)
-	if _, err := last.Machine.Run(ctx, "bash", "-c", "exec 3<>/dev/tcp/"+HubOverlay+"/"+APIServerPort); err == nil {
+	if _, err := last.Machine.Run(ctx, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+HubOverlay+"/"+APIServerPort); err == nil {
 		t.Errorf("%s still reaches the API server at %s:%s after leave", last.Name, HubOverlay, APIServerPort)
 	}
 	out, err = c.RunBundle(ctx, last, nil, "down", "--purge")
