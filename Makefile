@@ -36,7 +36,7 @@ deps: ## Install the system packages (etcd, openvpn, wireguard, iperf3...) if mi
 	./hack/install-deps.sh
 
 .PHONY: tools
-tools: ## Build the test control plane, the node components (kubelet, kubeadm, kube-proxy), kwok, helm and krew into $(TOOLS_DIR)
+tools: ## Build the test control plane, the node components (kubelet, kubeadm), kwok, helm and krew into $(TOOLS_DIR)
 	./hack/build-tools.sh
 
 .PHONY: build

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the tests run (kube-apiserver,
-# kube-scheduler, kube-controller-manager, kubectl, and for real nodes kubeadm,
-# kubelet and kube-proxy, from k8s.io/kubernetes),
+# kube-scheduler, kube-controller-manager, kubectl, and for real nodes kubeadm
+# and the kubelet, from k8s.io/kubernetes),
 # and kwok, plus the Helm CLI for chart tests)
 # into a cache folder keyed by version, and reuses what is already there.
 # Nothing is downloaded but Go modules.
@@ -85,4 +85,4 @@ if [ ! -s "$kwok_out/stages.yaml" ]; then
 fi
 
 # The node components last: only the real-node tests and demo run them.
-build_k8s kubeadm kubelet kube-proxy
+build_k8s kubeadm kubelet

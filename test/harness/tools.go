@@ -20,11 +20,10 @@ type Tools struct {
 	Kwok                  string
 	Helm                  string
 	Krew                  string
-	// Kubelet, Kubeadm and KubeProxy run real nodes; they are optional
-	// (NodeTools says whether they are built).
-	Kubelet   string
-	Kubeadm   string
-	KubeProxy string
+	// Kubelet and Kubeadm run real nodes; they are optional (NodeTools
+	// says whether they are built).
+	Kubelet string
+	Kubeadm string
 	// KwokStages is the kwok configuration holding the node and pod stages.
 	KwokStages string
 	// KubernetesVersion is the pinned version of the control plane.
@@ -74,7 +73,6 @@ func FindTools() (Tools, error) {
 		KubernetesVersion:     version,
 		Kubelet:               filepath.Join(k8sDir, "kubelet"),
 		Kubeadm:               filepath.Join(k8sDir, "kubeadm"),
-		KubeProxy:             filepath.Join(k8sDir, "kube-proxy"),
 	}
 	t.Etcd = os.Getenv("ETCD")
 	if t.Etcd == "" {
@@ -93,7 +91,7 @@ func FindTools() (Tools, error) {
 // NodeTools says whether the node components are built, and if not, how
 // to build them: tests of real nodes skip without them.
 func (t Tools) NodeTools() error {
-	for _, path := range []string{t.Kubelet, t.Kubeadm, t.KubeProxy} {
+	for _, path := range []string{t.Kubelet, t.Kubeadm} {
 		if _, err := os.Stat(path); err != nil {
 			return fmt.Errorf("%s is missing: %s", path, buildHint)
 		}
