@@ -222,12 +222,12 @@ func (cp *ControlPlane) writePKI(extraIPs []net.IP) error {
 	files := map[string]func() ([]byte, error){
 		"apiserver-kubelet-client.crt": func() ([]byte, error) { return kubeletClient.CertificatePEM(), nil },
 		"apiserver-kubelet-client.key": kubeletClient.KeyPEM,
-		"ca.crt":        func() ([]byte, error) { return ca.CertificatePEM(), nil },
-		"ca.key":        ca.KeyPEM,
-		"apiserver.crt": func() ([]byte, error) { return serving.CertificatePEM(), nil },
-		"apiserver.key": serving.KeyPEM,
-		"sa.key":        func() ([]byte, error) { return pki.EncodePrivateKey(saKey) },
-		"sa.pub":        func() ([]byte, error) { return pki.EncodePublicKey(&saKey.PublicKey) },
+		"ca.crt":                       func() ([]byte, error) { return ca.CertificatePEM(), nil },
+		"ca.key":                       ca.KeyPEM,
+		"apiserver.crt":                func() ([]byte, error) { return serving.CertificatePEM(), nil },
+		"apiserver.key":                serving.KeyPEM,
+		"sa.key":                       func() ([]byte, error) { return pki.EncodePrivateKey(saKey) },
+		"sa.pub":                       func() ([]byte, error) { return pki.EncodePublicKey(&saKey.PublicKey) },
 	}
 	for name, content := range files {
 		data, err := content()

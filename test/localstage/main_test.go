@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -95,8 +94,8 @@ func testDemo(t *testing.T, mode string) {
 				t.Errorf("%s sees %v over the overlay", pod, members)
 			}
 		}
-		if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "stg-") {
-			t.Errorf("network namespaces left behind:\n%s", out)
+		if left, err := netns.Leftovers(); err != nil || len(left) > 0 {
+			t.Errorf("network namespaces left behind: %v %v", left, err)
 		}
 	} else if report.OverlaySkip == "" {
 		t.Error("without root the overlay part must say it was skipped and why")

@@ -68,7 +68,7 @@ func New(t testing.TB, n int) *Topology {
 // Create creates the hub and n sites; Destroy removes them. On error, what
 // was created is already removed.
 func Create(n int) (_ *Topology, err error) {
-	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	id := processID()
 	tp := &Topology{Hub: "stg-hub-" + id, SiteAddress: map[string]string{}}
 	defer func() {
 		if err != nil {
@@ -141,6 +141,25 @@ func (tp *Topology) RouteFromHost(cidr string) error {
 		}
 	}
 	return nil
+}
+
+// processID tells this process's namespaces from those of other test
+// processes running at the same time.
+func processID() string { return fmt.Sprintf("%d", os.Getpid()%100000) }
+
+// Leftovers are the namespaces this process created that still exist.
+func Leftovers() ([]string, error) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "stg-") && strings.HasSuffix(f[0], "-"+processID()) {
+			left = append(left, f[0])
+		}
+	}
+	return left, nil
 }
 
 // Command runs name with args inside namespace ns.

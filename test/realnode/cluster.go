@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -145,6 +146,11 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			err = errors.Join(err, c.Stop())
 		}
 	}()
+	unlock, err := c.lockHost(ctx)
+	if err != nil {
+		return c, err
+	}
+	c.undo = append(c.undo, unlock)
 	c.step("control plane (etcd, kube-apiserver, scheduler, controller-manager) set up as kubeadm would, its certificate valid for %s", HubOverlay)
 	// Endpoint routing: the API server calls webhooks at their Service's
 	// endpoints (here the nodes' overlay IPs), as it would through kube-proxy.
@@ -213,6 +219,38 @@ func (c *Cluster) JoinAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// hostLock is held by the one real-node cluster a host runs at a time:
+// clusters share the overlay's route on this host and name their machines'
+// cgroups after their nodes (go test runs packages in parallel).
+var hostLock = filepath.Join(os.TempDir(), "kubectl-stage-realnode.lock")
+
+// lockHost waits until no other real-node cluster runs on this host.
+func (c *Cluster) lockHost(ctx context.Context) (unlock func() error, err error) {
+	f, err := os.OpenFile(hostLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for said := false; ; said = true {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f.Close, nil // closing the file releases the lock
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("locking %s: %w", hostLock, err)
+		}
+		if !said {
+			c.step("waiting for the other real-node cluster on this host to stop (%s)", hostLock)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("waiting for the other real-node cluster on this host (%s): %w", hostLock, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // startHub runs the OpenVPN hub from `kubectl stage hub-config` and puts the
