@@ -130,18 +130,8 @@ func runSimulated(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer stopWebhook()
 
-	report := &Report{}
-	if err := d.deployApp(ctx); err != nil {
-		return nil, err
-	}
-	if err := d.rollOut(ctx, report); err != nil {
-		return nil, err
-	}
-	if report.Peers, err = d.peers(ctx); err != nil {
-		return nil, err
-	}
-	d.printPeers(report.Peers)
-	if err := d.stage(ctx, "status"); err != nil {
+	report, err := d.playApp(ctx)
+	if err != nil {
 		return nil, err
 	}
 
@@ -245,6 +235,24 @@ func (d *demo) enroll(ctx context.Context) error {
 }
 
 func (d *demo) bundle(node string) string { return filepath.Join(d.Dir, "bundles", node+".join.sh") }
+
+// playApp deploys the example, rolls it out to v2 site by site, and shows
+// the peers and the nodes' status.
+func (d *demo) playApp(ctx context.Context) (*Report, error) {
+	report := &Report{}
+	if err := d.deployApp(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.rollOut(ctx, report); err != nil {
+		return nil, err
+	}
+	var err error
+	if report.Peers, err = d.peers(ctx); err != nil {
+		return nil, err
+	}
+	d.printPeers(report.Peers)
+	return report, d.stage(ctx, "status", "-o", "wide")
+}
 
 // deployApp applies the example's manifests and waits for a Ready peer per site.
 func (d *demo) deployApp(ctx context.Context) error {

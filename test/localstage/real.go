@@ -67,18 +67,8 @@ func runReal(ctx context.Context, o Options) (_ *Report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	report := &Report{}
-	if err := d.deployApp(ctx); err != nil {
-		return nil, err
-	}
-	if err := d.rollOut(ctx, report); err != nil {
-		return nil, err
-	}
-	if report.Peers, err = d.peers(ctx); err != nil {
-		return nil, err
-	}
-	d.printPeers(report.Peers)
-	if err := d.stage(ctx, "status", "-o", "wide"); err != nil {
+	report, err := d.playApp(ctx)
+	if err != nil {
 		return nil, err
 	}
 	o.step("each peer's own view, asked on its machine over the tunnels")
