@@ -3,8 +3,10 @@ package util
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -56,9 +58,11 @@ func TestDryRunStrategy(t *testing.T) {
 }
 
 func TestServerDryRunConfigMarksEveryWrite(t *testing.T) {
-	var seen map[string]string // method -> dryRun query value
+	type request struct{ query, body string }
+	seen := map[string]request{} // method -> what the server got
 	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen[r.Method] = r.URL.Query().Get("dryRun")
+		body, _ := io.ReadAll(r.Body)
+		seen[r.Method] = request{query: r.URL.Query().Get("dryRun"), body: string(body)}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{}`)
 	}))
@@ -67,23 +71,35 @@ func TestServerDryRunConfigMarksEveryWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{
-		http.MethodGet: "", http.MethodPost: metav1.DryRunAll, http.MethodPut: metav1.DryRunAll,
-		http.MethodPatch: metav1.DryRunAll, http.MethodDelete: metav1.DryRunAll,
+	tests := []struct {
+		method, body string
+		want         request
+	}{
+		{method: http.MethodGet, want: request{}},
+		{method: http.MethodPost, body: `{"kind":"ConfigMap"}`, want: request{query: metav1.DryRunAll, body: `{"kind":"ConfigMap"}`}},
+		{method: http.MethodPut, want: request{query: metav1.DryRunAll}},
+		{method: http.MethodPatch, want: request{query: metav1.DryRunAll}},
+		// A DELETE's body options win over its query on the API server.
+		{method: http.MethodDelete, body: `{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":"u"}}`,
+			want: request{query: metav1.DryRunAll, body: `{"apiVersion":"v1","dryRun":["All"],"kind":"DeleteOptions","preconditions":{"uid":"u"}}`}},
 	}
-	seen = map[string]string{}
-	for method := range want {
-		req, _ := http.NewRequest(method, server.URL+"/api/v1/namespaces/x/configmaps/y?fieldManager=m", nil)
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, server.URL+"/api/v1/namespaces/x/configmaps/y", strings.NewReader(tt.body))
+		if tt.body == "" {
+			req.Body = http.NoBody
+		}
 		resp, err := client.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", tt.method, err)
 		}
 		_ = resp.Body.Close()
-	}
-	for method, value := range want {
-		if seen[method] != value {
-			t.Errorf("%s went out with dryRun=%q, want %q", method, seen[method], value)
+		if seen[tt.method] != tt.want {
+			t.Errorf("%s went out as %+v, want %+v", tt.method, seen[tt.method], tt.want)
 		}
+	}
+	req, _ := http.NewRequest(http.MethodDelete, server.URL+"/api/v1/nodes/n", strings.NewReader("\x0akubernetes-protobuf"))
+	if _, err := client.Do(req); err == nil || !strings.Contains(err.Error(), "dryRun cannot be added") {
+		t.Errorf("a DELETE whose options cannot be marked was sent (err %v)", err)
 	}
 }
 
