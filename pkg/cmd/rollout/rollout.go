@@ -113,8 +113,6 @@ type Options struct {
 	Filename   string
 	PrintFlags *cmdutil.PrintFlags
 
-	args     []string
-	ref      rollout.Ref
 	specs    []rollout.ImageSpec
 	manifest *corev1.PodTemplateSpec
 	plan     rollout.Plan
@@ -122,34 +120,41 @@ type Options struct {
 }
 
 // common is what every rollout verb needs: the app, the cluster, how it
-// writes, and the streams.
+// writes, and the streams. Its Complete is every verb's.
 type common struct {
+	// usage is the verb's command line, for the missing-APP message;
+	// writes is set for the verbs that write, which have --dry-run.
+	usage  string
+	writes bool
+
+	ref    rollout.Ref
 	client kubernetes.Interface
 	dryRun kcmdutil.DryRunStrategy
 	genericiooptions.IOStreams
 }
 
-// complete resolves APP in the namespace the kubectl flags select and
-// builds the client; writes is set for the verbs that write, which have
-// --dry-run. Nothing here talks to the cluster.
-func (c *common) complete(f kcmdutil.Factory, cmd *cobra.Command, args []string, usage string, writes bool) (rollout.Ref, error) {
+// Complete resolves APP in the namespace the kubectl flags select, reads
+// --dry-run where the verb writes, and builds the client. Nothing here
+// talks to the cluster.
+func (c *common) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
-		return rollout.Ref{}, fmt.Errorf("exactly one APP is required: kubectl stage %s", usage)
+		return fmt.Errorf("exactly one APP is required: kubectl stage %s", c.usage)
 	}
-	if writes {
-		var err error
+	var err error
+	if c.writes {
 		if c.dryRun, err = cmdutil.DryRunStrategy(cmd); err != nil {
-			return rollout.Ref{}, err
+			return err
 		}
 	}
 	ns, _, err := f.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
-		return rollout.Ref{}, err
+		return err
 	}
 	if c.client, err = cmdutil.ClientSet(f, c.dryRun); err != nil {
-		return rollout.Ref{}, err
+		return err
 	}
-	return rollout.ParseRef(args[0], ns)
+	c.ref, err = rollout.ParseRef(args[0], ns)
+	return err
 }
 
 // roller finds the app's workload in the cluster.
@@ -164,7 +169,7 @@ func (c *common) roller(ctx context.Context, ref rollout.Ref) (*rollout.Roller, 
 
 // NewOptions returns the options of `rollout` writing to streams.
 func NewOptions(streams genericiooptions.IOStreams) *Options {
-	return &Options{PrintFlags: cmdutil.NewPrintFlags(false), common: common{IOStreams: streams}}
+	return &Options{PrintFlags: cmdutil.NewPrintFlags(false), common: common{usage: "rollout APP --image [CONTAINER=]IMAGE", writes: true, IOStreams: streams}}
 }
 
 // NewCmdRollout returns `rollout` with its subcommands.
@@ -203,9 +208,7 @@ func (o *Options) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string
 		}
 		o.manifest = tmpl
 	}
-	var err error
-	o.ref, err = o.complete(f, cmd, args, "rollout APP --image [CONTAINER=]IMAGE", true)
-	return err
+	return o.common.Complete(f, cmd, args)
 }
 
 // Validate checks that exactly one source of the new version is given, the

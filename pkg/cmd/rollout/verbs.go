@@ -25,13 +25,12 @@ type StatusOptions struct {
 	Watch      bool
 	PrintFlags *cmdutil.PrintFlags
 
-	ref rollout.Ref
 	common
 }
 
 // NewCmdStatus returns `rollout status`.
 func NewCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &StatusOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{IOStreams: streams}}
+	o := &StatusOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{usage: "rollout status APP", writes: false, IOStreams: streams}}
 	cmd := &cobra.Command{
 		Use:   "status APP",
 		Short: "Show the app's rollout: phase, revision, and each site's pods",
@@ -49,12 +48,6 @@ func NewCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 	cmd.Flags().BoolVarP(&o.Watch, "watch", "w", false, "follow the rollout until it completes, is paused or fails")
 	o.PrintFlags.AddFlags(cmd)
 	return cmd
-}
-
-// Complete resolves APP and builds the client.
-func (o *StatusOptions) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) (err error) {
-	o.ref, err = o.complete(f, cmd, args, "rollout status APP", false)
-	return err
 }
 
 // Validate checks the output format.
@@ -86,13 +79,12 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 
 // PauseOptions are the flags of `rollout pause APP`.
 type PauseOptions struct {
-	ref rollout.Ref
 	common
 }
 
 // NewCmdPause returns `rollout pause`.
 func NewCmdPause(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &PauseOptions{common: common{IOStreams: streams}}
+	o := &PauseOptions{common: common{usage: "rollout pause APP", writes: true, IOStreams: streams}}
 	cmd := &cobra.Command{
 		Use:   "pause APP",
 		Short: "Stop the app's rollout after its current wave",
@@ -104,12 +96,6 @@ func NewCmdPause(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.
 	}
 	cmdutil.AddDryRunFlag(cmd)
 	return cmd
-}
-
-// Complete resolves APP, reads --dry-run and builds the client.
-func (o *PauseOptions) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) (err error) {
-	o.ref, err = o.complete(f, cmd, args, "rollout pause APP", true)
-	return err
 }
 
 // Validate has nothing to check beyond Complete: pause has no other flags.
@@ -134,13 +120,12 @@ func (o *PauseOptions) Run(ctx context.Context) error {
 type ResumeOptions struct {
 	PrintFlags *cmdutil.PrintFlags
 
-	ref rollout.Ref
 	common
 }
 
 // NewCmdResume returns `rollout resume`.
 func NewCmdResume(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &ResumeOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{IOStreams: streams}}
+	o := &ResumeOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{usage: "rollout resume APP", writes: true, IOStreams: streams}}
 	cmd := &cobra.Command{
 		Use:   "resume APP",
 		Short: "Continue a paused, failed or interrupted rollout from where it stopped",
@@ -152,12 +137,6 @@ func NewCmdResume(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 	o.PrintFlags.AddFlags(cmd)
 	cmdutil.AddDryRunFlag(cmd)
 	return cmd
-}
-
-// Complete resolves APP, reads --dry-run and builds the client.
-func (o *ResumeOptions) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) (err error) {
-	o.ref, err = o.complete(f, cmd, args, "rollout resume APP", true)
-	return err
 }
 
 // Validate checks the output format.
@@ -179,14 +158,13 @@ type UndoOptions struct {
 	ToRevision int
 	PrintFlags *cmdutil.PrintFlags
 
-	ref  rollout.Ref
 	plan rollout.Plan
 	common
 }
 
 // NewCmdUndo returns `rollout undo`.
 func NewCmdUndo(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &UndoOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{IOStreams: streams}}
+	o := &UndoOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{usage: "rollout undo APP", writes: true, IOStreams: streams}}
 	cmd := &cobra.Command{
 		Use:   "undo APP",
 		Short: "Return every site to the previous revision (or --to-revision), in waves",
@@ -204,12 +182,6 @@ func NewCmdUndo(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	o.PrintFlags.AddFlags(cmd)
 	cmdutil.AddDryRunFlag(cmd)
 	return cmd
-}
-
-// Complete resolves APP, reads --dry-run and builds the client.
-func (o *UndoOptions) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) (err error) {
-	o.ref, err = o.complete(f, cmd, args, "rollout undo APP", true)
-	return err
 }
 
 // Validate checks the revision, the output format and the plan.
@@ -245,13 +217,12 @@ type HistoryOptions struct {
 	Revision   int
 	PrintFlags *cmdutil.PrintFlags
 
-	ref rollout.Ref
 	common
 }
 
 // NewCmdHistory returns `rollout history`.
 func NewCmdHistory(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &HistoryOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{IOStreams: streams}}
+	o := &HistoryOptions{PrintFlags: cmdutil.NewPrintFlags(false), common: common{usage: "rollout history APP", writes: false, IOStreams: streams}}
 	cmd := &cobra.Command{
 		Use:   "history APP",
 		Short: "List the app's revisions: cause, images, result",
@@ -263,12 +234,6 @@ func NewCmdHistory(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 	cmd.Flags().IntVar(&o.Revision, "revision", 0, "print this revision's pod template")
 	o.PrintFlags.AddFlags(cmd)
 	return cmd
-}
-
-// Complete resolves APP and builds the client.
-func (o *HistoryOptions) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) (err error) {
-	o.ref, err = o.complete(f, cmd, args, "rollout history APP", false)
-	return err
 }
 
 // Validate checks the revision and the output format.
