@@ -17,10 +17,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/access"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/dryrun"
+	"github.com/kubectl-stage/kubectl-stage/pkg/input"
+	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
 	"github.com/kubectl-stage/kubectl-stage/pkg/pki"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
@@ -33,6 +37,11 @@ type Enroller struct {
 	// Out receives one line per step, so a user sees where a command is.
 	Out io.Writer
 	Now func() time.Time
+	// DryRun is kubectl's strategy: under client the workflows read and
+	// plan but write nothing; under server Client must send every write
+	// with dryRun=All (the command layer's client does), and the workflows
+	// stop where they would depend on a write having been persisted.
+	DryRun kcmdutil.DryRunStrategy
 }
 
 // New returns an Enroller for client.
@@ -40,9 +49,10 @@ func New(client kubernetes.Interface, out io.Writer) *Enroller {
 	return &Enroller{Client: client, Store: site.NewStore(client), Out: out, Now: time.Now}
 }
 
+// step reports one step, marked as kubectl marks a dry run's messages.
 func (e *Enroller) step(format string, args ...any) {
 	if e.Out != nil {
-		_, _ = fmt.Fprintf(e.Out, format+"\n", args...)
+		_, _ = fmt.Fprintf(e.Out, format+dryrun.Suffix(e.DryRun)+"\n", args...)
 	}
 }
 
@@ -67,32 +77,11 @@ const caValidity = 10 * 365 * 24 * time.Hour
 // idempotent: the PKI of an earlier run is kept, and the overlay CIDR or the
 // VPN backend cannot change while nodes are enrolled.
 func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error) {
-	backend, err := vpn.ParseBackend(o.VPN)
+	cfg, pool, err := o.config(e.Now())
 	if err != nil {
 		return nil, err
 	}
-	cfg := &site.Config{
-		OverlayCIDR: o.OverlayCIDR, VPN: backend,
-		TokenTTL: site.Duration{Duration: o.TokenTTL}, CredentialValidity: site.Duration{Duration: o.CredentialValidity},
-		CreatedAt: e.Now().UTC().Truncate(time.Second),
-	}
-	if o.TokenTTL <= 0 || o.CredentialValidity <= 0 {
-		return nil, errors.New("--token-ttl and --credential-validity must be positive durations, such as 24h")
-	}
-	pool, err := cfg.Pool()
-	if err != nil {
-		return nil, err
-	}
-	if cfg.HubEndpoint, err = NormalizeEndpoint("--hub-endpoint", o.HubEndpoint, backend.DefaultPort()); err != nil {
-		return nil, err
-	}
-	apiEndpoint := o.APIServerEndpoint
-	if apiEndpoint == "" {
-		apiEndpoint = net.JoinHostPort(pool.Hub().String(), "6443")
-	}
-	if cfg.APIServerEndpoint, err = NormalizeEndpoint("--apiserver-endpoint", apiEndpoint, 6443); err != nil {
-		return nil, err
-	}
+	backend := cfg.VPN
 
 	if err := access.Check(ctx, e.Client, "initialize kubectl-stage", []access.Rule{
 		{Verb: "create", Resource: "namespaces"},
@@ -138,10 +127,7 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 			cfg.ServiceCIDR = services
 		}
 	}
-	if err := CheckOverlap(pool, "pod", cfg.PodCIDR); err != nil {
-		return nil, err
-	}
-	if err := CheckOverlap(pool, "service", cfg.ServiceCIDR); err != nil {
+	if err := checkRanges(pool, cfg.PodCIDR, cfg.ServiceCIDR); err != nil {
 		return nil, err
 	}
 	if o.ServingCertificate != nil {
@@ -151,8 +137,20 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 		e.step("API server certificate is valid for %s", cfg.APIServerEndpoint)
 	}
 
-	if err := e.Store.EnsureNamespace(ctx); err != nil {
+	if e.DryRun == kcmdutil.DryRunClient {
+		e.step("would create namespace %s if missing, the VPN credentials of a %s hub if missing, and save the staging configuration: overlay %s, hub %s, API server over the overlay %s",
+			api.SystemNamespace, cfg.VPN, cfg.OverlayCIDR, cfg.HubEndpoint, cfg.APIServerEndpoint)
+		return cfg, nil
+	}
+	created, err := e.Store.EnsureNamespace(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if created && e.DryRun == kcmdutil.DryRunServer {
+		// The API server checks an object in a namespace only once the
+		// namespace exists; kubectl apply --dry-run=server stops here too.
+		e.step("the API server accepted namespace %s; it does not exist yet, so the VPN credentials and the configuration that go into it cannot be checked by the API server before a real init", api.SystemNamespace)
+		return cfg, nil
 	}
 	if err := e.ensurePKI(ctx, backend); err != nil {
 		return nil, err
@@ -167,6 +165,57 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 	return cfg, nil
 }
 
+// Validate checks the options that need no cluster; each error points at
+// the input to change.
+func (o InitOptions) Validate() error {
+	_, _, err := o.config(time.Time{})
+	return err
+}
+
+// config is the configuration the options describe, before the cluster is
+// asked about its ranges, and the overlay's address pool.
+func (o InitOptions) config(now time.Time) (*site.Config, *ipam.Pool, error) {
+	backend, err := vpn.ParseBackend(o.VPN)
+	if err != nil {
+		return nil, nil, input.Fix(err, input.Use(InputVPN))
+	}
+	cfg := &site.Config{
+		OverlayCIDR: o.OverlayCIDR, VPN: backend,
+		TokenTTL: site.Duration{Duration: o.TokenTTL}, CredentialValidity: site.Duration{Duration: o.CredentialValidity},
+		CreatedAt: now.UTC().Truncate(time.Second),
+	}
+	if o.TokenTTL <= 0 || o.CredentialValidity <= 0 {
+		return nil, nil, input.Fix(errors.New("the token lifetime and the credential validity must be positive durations, such as 24h"),
+			input.Use(InputTokenTTL), input.Use(InputCredentialValidity))
+	}
+	pool, err := cfg.Pool()
+	if err != nil {
+		return nil, nil, input.Fix(err, input.Use(InputOverlayCIDR))
+	}
+	if cfg.HubEndpoint, err = NormalizeEndpoint("hub endpoint", o.HubEndpoint, backend.DefaultPort()); err != nil {
+		return nil, nil, input.Fix(err, input.Use(InputHubEndpoint))
+	}
+	apiEndpoint := o.APIServerEndpoint
+	if apiEndpoint == "" {
+		apiEndpoint = net.JoinHostPort(pool.Hub().String(), "6443")
+	}
+	if cfg.APIServerEndpoint, err = NormalizeEndpoint("API server endpoint", apiEndpoint, 6443); err != nil {
+		return nil, nil, input.Fix(err, input.Use(InputAPIServerEndpoint))
+	}
+	if err := checkRanges(pool, o.PodCIDR, o.ServiceCIDR); err != nil {
+		return nil, nil, err
+	}
+	return cfg, pool, nil
+}
+
+// checkRanges refuses an overlay that overlaps the pod or service range.
+func checkRanges(pool *ipam.Pool, podCIDR, serviceCIDR string) error {
+	if err := CheckOverlap(pool, "pod", InputPodCIDR, podCIDR); err != nil {
+		return err
+	}
+	return CheckOverlap(pool, "service", InputServiceCIDR, serviceCIDR)
+}
+
 func (e *Enroller) checkReinit(ctx context.Context, previous, next *site.Config) error {
 	if previous.OverlayCIDR == next.OverlayCIDR && previous.VPN == next.VPN {
 		return nil
@@ -179,11 +228,11 @@ func (e *Enroller) checkReinit(ctx context.Context, previous, next *site.Config)
 		return nil
 	}
 	if previous.OverlayCIDR != next.OverlayCIDR {
-		return fmt.Errorf("the overlay CIDR is %s and %d node(s) hold addresses in it: refusing to change it to %s; remove them with `kubectl stage leave NODE` first, or keep --overlay-cidr=%s",
-			previous.OverlayCIDR, len(table), next.OverlayCIDR, previous.OverlayCIDR)
+		return input.Fix(fmt.Errorf("the overlay CIDR is %s and %d node(s) hold addresses in it: refusing to change it to %s; remove them with `kubectl stage leave NODE` first, or keep the overlay CIDR %s",
+			previous.OverlayCIDR, len(table), next.OverlayCIDR, previous.OverlayCIDR), input.Set(InputOverlayCIDR, previous.OverlayCIDR))
 	}
-	return fmt.Errorf("the VPN backend is %s and %d node(s) are enrolled with it: refusing to switch to %s; remove them with `kubectl stage leave NODE` first, or keep --vpn=%s",
-		previous.VPN, len(table), next.VPN, previous.VPN)
+	return input.Fix(fmt.Errorf("the VPN backend is %s and %d node(s) are enrolled with it: refusing to switch to %s; remove them with `kubectl stage leave NODE` first, or keep the VPN backend %s",
+		previous.VPN, len(table), next.VPN, previous.VPN), input.Set(InputVPN, string(previous.VPN)))
 }
 
 // ensurePKI creates the VPN credentials once; later runs keep them.
@@ -262,7 +311,8 @@ func kubeadmNetworking(ctx context.Context, client kubernetes.Interface) (pods, 
 		return "", "", nil
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("reading kube-system/kubeadm-config for the pod and service CIDRs (or pass --pod-cidr and --service-cidr): %w", err)
+		return "", "", input.Fix(fmt.Errorf("reading kube-system/kubeadm-config for the pod and service CIDRs (or give them): %w", err),
+			input.Use(InputPodCIDR), input.Use(InputServiceCIDR))
 	}
 	var cc struct {
 		Networking struct {
@@ -289,7 +339,8 @@ func checkServingCertificate(cert *x509.Certificate, endpoint string) error {
 	}
 	sans = append(sans, cert.DNSNames...)
 	slices.Sort(sans)
-	return fmt.Errorf("the API server certificate is not valid for %s (it covers %v), so kubeadm join over the overlay would fail: on each control-plane node move /etc/kubernetes/pki/apiserver.{crt,key} aside and run `kubeadm init phase certs apiserver --apiserver-cert-extra-sans=%s`, then restart kube-apiserver; or pass --skip-apiserver-cert-check", host, sans, host)
+	return input.Fix(fmt.Errorf("the API server certificate is not valid for %s (it covers %v), so kubeadm join over the overlay would fail: on each control-plane node move /etc/kubernetes/pki/apiserver.{crt,key} aside and run `kubeadm init phase certs apiserver --apiserver-cert-extra-sans=%s`, then restart kube-apiserver; or skip this check", host, sans, host),
+		input.Use(InputSkipCertCheck))
 }
 
 // ServingCertificate returns the certificate the API server of cfg presents.

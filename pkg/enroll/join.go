@@ -10,10 +10,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/access"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/bundle"
+	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/pkg/token"
@@ -26,8 +28,6 @@ type JoinOptions struct {
 	Node string
 	// TokenTTL overrides the configured token lifetime when positive.
 	TokenTTL time.Duration
-	// DryRun validates and plans without changing the cluster.
-	DryRun bool
 }
 
 // JoinResult is what a join produced.
@@ -66,14 +66,14 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 		return nil, err
 	}
 	if _, err := e.Client.CoreV1().Nodes().Get(ctx, o.Node, metav1.GetOptions{}); err == nil {
-		return nil, fmt.Errorf("a node named %q is already in the cluster: pick another --node name, or remove it first with `kubectl stage leave %s`", o.Node, o.Node)
+		return nil, input.Fix(fmt.Errorf("a node named %q is already in the cluster: pick another node name, or remove it first with `kubectl stage leave %s`", o.Node, o.Node), input.Use(InputNode))
 	} else if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
 	if rec, found, err := e.Store.Node(ctx, o.Node); err != nil {
 		return nil, err
 	} else if found {
-		return nil, fmt.Errorf("node %q is already enrolled at site %q with overlay IP %s: pick another --node name, or run `kubectl stage leave %s` first", o.Node, rec.Site, rec.OverlayIP, o.Node)
+		return nil, input.Fix(fmt.Errorf("node %q is already enrolled at site %q with overlay IP %s: pick another node name, or run `kubectl stage leave %s` first", o.Node, rec.Site, rec.OverlayIP, o.Node), input.Use(InputNode))
 	}
 
 	caHash, err := e.clusterCAHash(ctx)
@@ -106,23 +106,27 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 		return nil, err
 	}
 
-	if o.DryRun {
+	if e.DryRun == kcmdutil.DryRunClient {
 		rec.OverlayIP, err = e.previewIP(ctx, pool, o.Node)
 		if err != nil {
 			return nil, err
 		}
-		e.step("dry run: would enroll %s at site %s with overlay IP %s, bootstrap token %s (expires %s); nothing was changed",
+		e.step("would enroll %s at site %s with overlay IP %s, bootstrap token %s (expires %s)",
 			o.Node, o.Site, rec.OverlayIP, tok.ID, tok.Expires.Format(time.RFC3339))
 		return &JoinResult{Record: rec}, nil
 	}
+	// Under a server dry run every write below is checked by the API
+	// server and none is persisted; the bundle is rendered all the same,
+	// and the command layer does not write it.
 
 	ip, err := e.Store.AllocateIP(ctx, pool, o.Node)
 	if err != nil {
 		if errors.Is(err, site.ErrNodeEnrolled) {
-			return nil, fmt.Errorf("node %q is already enrolled (%v): pick another --node name, or run `kubectl stage leave %s` first", o.Node, err, o.Node)
+			return nil, input.Fix(fmt.Errorf("node %q is already enrolled (%v): pick another node name, or run `kubectl stage leave %s` first", o.Node, err, o.Node), input.Use(InputNode))
 		}
 		if errors.Is(err, ipam.ErrExhausted) {
-			return nil, fmt.Errorf("allocating an overlay address in %s: %w; free addresses with `kubectl stage leave NODE` or re-run init with a larger --overlay-cidr", cfg.OverlayCIDR, err)
+			return nil, input.Fix(fmt.Errorf("allocating an overlay address in %s: %w; free addresses with `kubectl stage leave NODE` or re-run `kubectl stage init` with a larger overlay CIDR", cfg.OverlayCIDR, err),
+				input.Use(InputOverlayCIDR))
 		}
 		return nil, fmt.Errorf("allocating an overlay address in %s: %w", cfg.OverlayCIDR, err)
 	}
@@ -175,7 +179,7 @@ func (e *Enroller) Undo(ctx context.Context, r *JoinResult) error {
 	)
 }
 
-// previewIP is the address a join would get now, for --dry-run.
+// previewIP is the address a join would get now, for a client dry run.
 func (e *Enroller) previewIP(ctx context.Context, pool *ipam.Pool, node string) (netip.Addr, error) {
 	table, err := e.Store.Allocations(ctx)
 	if err != nil {

@@ -8,11 +8,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/drain"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/access"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
@@ -68,36 +71,69 @@ func (e *Enroller) Leave(ctx context.Context, o LeaveOptions) error {
 	}
 
 	if nodeExists {
+		// The drain helper follows the dry-run strategy itself: under client
+		// it only lists the pods it would evict, under server it sends the
+		// cordon and the evictions with dryRun=All and does not wait.
 		if err := e.drain(ctx, node, o); err != nil {
-			return fmt.Errorf("draining %s: %w; nothing else was changed: fix the cause (a PodDisruptionBudget, a pod without controller: --force) and re-run `kubectl stage leave %s`", o.Node, err, o.Node)
+			return input.Fix(fmt.Errorf("draining %s: %w; nothing else was changed: fix the cause (a PodDisruptionBudget, or a pod without controller, which only evicting unmanaged pods removes) and re-run `kubectl stage leave %s`", o.Node, err, o.Node),
+				input.Use(InputForce))
 		}
 	}
-	if enrolled {
-		if err := e.revoke(ctx, rec); err != nil {
-			return fmt.Errorf("revoking the VPN credentials of %s: %w; re-run `kubectl stage leave %s` to finish", o.Node, err, o.Node)
+	for _, st := range e.leaveSteps(rec, enrolled, nodeExists, o.Node) {
+		if e.DryRun != kcmdutil.DryRunClient {
+			if err := st.do(ctx); err != nil {
+				return fmt.Errorf("%s: %w; re-run `kubectl stage leave %s` to finish", st.failing, err, o.Node)
+			}
 		}
-		name := bootstraputil.BootstrapTokenSecretName(rec.TokenID)
-		if err := ignoreNotFound(e.Client.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{})); err != nil {
-			return fmt.Errorf("deleting bootstrap token kube-system/%s: %w; re-run `kubectl stage leave %s` to finish", name, err, o.Node)
+		if st.done != "" {
+			e.step("%s", st.done)
 		}
-		e.step("deleted bootstrap token %s", rec.TokenID)
-	}
-	if nodeExists {
-		if err := ignoreNotFound(e.Client.CoreV1().Nodes().Delete(ctx, o.Node, metav1.DeleteOptions{})); err != nil {
-			return fmt.Errorf("deleting node %s: %w; re-run `kubectl stage leave %s` to finish", o.Node, err, o.Node)
-		}
-		e.step("deleted node %s", o.Node)
-	}
-	if err := e.Store.ReleaseIP(ctx, o.Node); err != nil {
-		return fmt.Errorf("releasing the overlay address of %s: %w; re-run `kubectl stage leave %s` to finish", o.Node, err, o.Node)
-	}
-	if err := e.Store.DeleteNode(ctx, o.Node); err != nil {
-		return fmt.Errorf("deleting the record of %s: %w; re-run `kubectl stage leave %s` to finish", o.Node, err, o.Node)
-	}
-	if enrolled {
-		e.step("released overlay IP %s; %s has left site %s", rec.OverlayIP, o.Node, rec.Site)
 	}
 	return nil
+}
+
+// leaveStep is one write of a leave: what it does, how its failure reads,
+// and the line that reports it (empty: none).
+type leaveStep struct {
+	do      func(context.Context) error
+	failing string
+	done    string
+}
+
+// leaveSteps lists the writes after the drain, in the order that lets a
+// re-run finish a failed leave: the record goes last.
+func (e *Enroller) leaveSteps(rec *site.NodeRecord, enrolled, nodeExists bool, name string) []leaveStep {
+	var steps []leaveStep
+	if enrolled {
+		token := bootstraputil.BootstrapTokenSecretName(rec.TokenID)
+		steps = append(steps, e.revokeStep(rec), leaveStep{
+			do: func(ctx context.Context) error {
+				return ignoreNotFound(e.Client.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, token, metav1.DeleteOptions{}))
+			},
+			failing: "deleting bootstrap token kube-system/" + token,
+			done:    "deleted bootstrap token " + rec.TokenID,
+		})
+	}
+	if nodeExists {
+		steps = append(steps, leaveStep{
+			do: func(ctx context.Context) error {
+				return ignoreNotFound(e.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}))
+			},
+			failing: "deleting node " + name,
+			done:    "deleted node " + name,
+		})
+	}
+	record := leaveStep{
+		do:      func(ctx context.Context) error { return e.Store.DeleteNode(ctx, name) },
+		failing: "deleting the record of " + name,
+	}
+	if enrolled {
+		record.done = fmt.Sprintf("released overlay IP %s; %s has left site %s", rec.OverlayIP, name, rec.Site)
+	}
+	return append(steps, leaveStep{
+		do:      func(ctx context.Context) error { return e.Store.ReleaseIP(ctx, name) },
+		failing: "releasing the overlay address of " + name,
+	}, record)
 }
 
 func (e *Enroller) drain(ctx context.Context, node *corev1.Node, o LeaveOptions) error {
@@ -113,9 +149,26 @@ func (e *Enroller) drain(ctx context.Context, node *corev1.Node, o LeaveOptions)
 		IgnoreAllDaemonSets: true,
 		DeleteEmptyDirData:  true,
 		Timeout:             o.DrainTimeout,
+		DryRunStrategy:      e.DryRun,
 		Out:                 out,
 		ErrOut:              out,
 	}
+	if e.DryRun == kcmdutil.DryRunClient {
+		// As kubectl drain --dry-run=client: find what would be evicted
+		// (an unmanaged pod without force fails here too), evict nothing.
+		list, errs := helper.GetPodsForDeletion(node.Name)
+		if errs != nil {
+			return utilerrors.NewAggregate(errs)
+		}
+		e.step("cordoned %s", node.Name)
+		for _, pod := range list.Pods() {
+			e.step("evicting pod %s/%s", pod.Namespace, pod.Name)
+		}
+		e.step("drained %s", node.Name)
+		return nil
+	}
+	// Under a server dry run the client sends the cordon with dryRun=All,
+	// and the helper evicts with dryRun=All without waiting for deletions.
 	if err := drain.RunCordonOrUncordon(helper, node, true); err != nil {
 		return fmt.Errorf("cordoning: %w", err)
 	}
@@ -127,20 +180,25 @@ func (e *Enroller) drain(ctx context.Context, node *corev1.Node, o LeaveOptions)
 	return nil
 }
 
-func (e *Enroller) revoke(ctx context.Context, rec *site.NodeRecord) error {
+// revokeStep revokes a node's VPN credentials: WireGuard keys are only
+// dropped from the hub's peer list (which is built from the records), an
+// OpenVPN certificate goes into the CRL.
+func (e *Enroller) revokeStep(rec *site.NodeRecord) leaveStep {
+	st := leaveStep{failing: "revoking the VPN credentials of " + rec.Name}
 	if rec.VPN == vpn.WireGuard {
-		e.step("removed %s's WireGuard key from the hub's peer list; its live session goes on until the hub applies it: run `kubectl stage hub-config --dir HUB_DIR` on the hub (it removes the peer from the live interface)", rec.Name)
-		return nil
+		st.do = func(context.Context) error { return nil }
+		st.done = fmt.Sprintf("removed %s's WireGuard key from the hub's peer list; its live session goes on until the hub applies it: run `kubectl stage hub-config` on the hub (it removes the peer from the live interface)", rec.Name)
+		return st
 	}
-	ca, err := e.Store.VPNCA(ctx)
-	if err != nil {
-		return err
+	st.do = func(ctx context.Context) error {
+		ca, err := e.Store.VPNCA(ctx)
+		if err != nil {
+			return err
+		}
+		return e.Store.RevokeCertificate(ctx, ca, rec.CertificateSerial, e.Now())
 	}
-	if err := e.Store.RevokeCertificate(ctx, ca, rec.CertificateSerial, e.Now()); err != nil {
-		return err
-	}
-	e.step("revoked %s's VPN certificate (serial %s) in the CRL; its live session goes on until the hub applies it: run `kubectl stage hub-config --dir HUB_DIR` on the hub (it ends the session through the hub's management socket)", rec.Name, rec.CertificateSerial)
-	return nil
+	st.done = fmt.Sprintf("revoked %s's VPN certificate (serial %s) in the CRL; its live session goes on until the hub applies it: run `kubectl stage hub-config` on the hub (it ends the session through the hub's management socket)", rec.Name, rec.CertificateSerial)
+	return st
 }
 
 type nopWriter struct{}

@@ -14,8 +14,24 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
+)
+
+// The inputs of the enrollment workflows that their errors can point at.
+const (
+	InputNode               input.Name = "node name"
+	InputOverlayCIDR        input.Name = "overlay CIDR"
+	InputVPN                input.Name = "VPN backend"
+	InputHubEndpoint        input.Name = "hub endpoint"
+	InputAPIServerEndpoint  input.Name = "API server endpoint"
+	InputPodCIDR            input.Name = "pod CIDR"
+	InputServiceCIDR        input.Name = "service CIDR"
+	InputTokenTTL           input.Name = "token lifetime"
+	InputCredentialValidity input.Name = "credential validity"
+	InputSkipCertCheck      input.Name = "skipping the API server certificate check"
+	InputForce              input.Name = "evicting unmanaged pods"
 )
 
 // ValidateSiteName checks a site name: it becomes a label value and part of
@@ -39,45 +55,49 @@ func ValidateNodeName(name string) error {
 	return nil
 }
 
-// NormalizeEndpoint checks HOST[:PORT] and adds defaultPort when no port is given.
-func NormalizeEndpoint(flag, endpoint string, defaultPort int) (string, error) {
+// NormalizeEndpoint checks HOST[:PORT] and adds defaultPort when no port is
+// given; name says which endpoint it is in the errors ("hub endpoint").
+func NormalizeEndpoint(name, endpoint string, defaultPort int) (string, error) {
 	if endpoint == "" {
-		return "", fmt.Errorf("%s is required: the address nodes dial, such as vpn.example.org:%d", flag, defaultPort)
+		return "", fmt.Errorf("the %s is required: the address nodes dial, such as vpn.example.org:%d", name, defaultPort)
 	}
 	host, port, err := net.SplitHostPort(endpoint)
 	if err != nil {
 		host, port = endpoint, strconv.Itoa(defaultPort)
 		if strings.Contains(endpoint, ":") && !strings.HasPrefix(endpoint, "[") && net.ParseIP(endpoint) == nil {
-			return "", fmt.Errorf("invalid %s %q: want HOST or HOST:PORT", flag, endpoint)
+			return "", fmt.Errorf("invalid %s %q: want HOST or HOST:PORT", name, endpoint)
 		}
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 || strings.ContainsAny(port, "+-") {
-		return "", fmt.Errorf("invalid %s %q: port must be 1-65535", flag, endpoint)
+		return "", fmt.Errorf("invalid %s %q: port must be 1-65535", name, endpoint)
 	}
 	if err := vpn.ValidateHost(host); err != nil {
-		return "", fmt.Errorf("invalid %s %q: %w", flag, endpoint, err)
+		return "", fmt.Errorf("invalid %s %q: %w", name, endpoint, err)
 	}
 	// Stored canonically (01194 -> 1194), as Config.Validate wants it.
 	canonical := net.JoinHostPort(host, strconv.Itoa(p))
 	if _, _, err := vpn.SplitEndpoint(canonical); err != nil {
-		return "", fmt.Errorf("invalid %s %q: %w", flag, endpoint, err)
+		return "", fmt.Errorf("invalid %s %q: %w", name, endpoint, err)
 	}
 	return canonical, nil
 }
 
-// CheckOverlap refuses an overlay that shares addresses with a cluster range.
-func CheckOverlap(overlay *ipam.Pool, name, cidr string) error {
+// CheckOverlap refuses an overlay that shares addresses with a cluster
+// range; rangeInput is the input that gave the range, blamed when it does
+// not parse.
+func CheckOverlap(overlay *ipam.Pool, name string, rangeInput input.Name, cidr string) error {
 	if cidr == "" {
 		return nil
 	}
 	for _, part := range strings.Split(cidr, ",") {
 		p, err := netip.ParsePrefix(strings.TrimSpace(part))
 		if err != nil {
-			return fmt.Errorf("invalid %s CIDR %q: %w", name, part, err)
+			return input.Fix(fmt.Errorf("invalid %s CIDR %q: %w", name, part, err), input.Use(rangeInput))
 		}
 		if ipam.Overlaps(overlay.Prefix(), p) {
-			return fmt.Errorf("overlay CIDR %s overlaps the cluster's %s CIDR %s: choose a --overlay-cidr outside it (for example 10.23.0.0/16)", overlay.Prefix(), name, p)
+			return input.Fix(fmt.Errorf("overlay CIDR %s overlaps the cluster's %s CIDR %s: choose an overlay CIDR outside it (for example 10.23.0.0/16)", overlay.Prefix(), name, p),
+				input.Use(InputOverlayCIDR))
 		}
 	}
 	return nil

@@ -1,9 +1,12 @@
 package enroll
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
 )
 
@@ -57,7 +60,7 @@ func TestNormalizeEndpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := NormalizeEndpoint("--hub-endpoint", tt.in, 1194)
+			got, err := NormalizeEndpoint("hub endpoint", tt.in, 1194)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want %q", err, tt.wantErr)
@@ -75,18 +78,69 @@ func TestCheckOverlap(t *testing.T) {
 	pool, _ := ipam.NewPool("10.23.0.0/16")
 	tests := []struct {
 		cidr    string
-		wantErr bool
+		wantFix []input.Suggestion // nil: no error
 	}{
-		{"", false},
-		{"10.244.0.0/16", false},
-		{"10.0.0.0/8", true},
-		{"10.244.0.0/16,10.23.128.0/20", true},
-		{"fd00::/48", false},
-		{"nonsense", true},
+		{"", nil},
+		{"10.244.0.0/16", nil},
+		{"10.0.0.0/8", []input.Suggestion{input.Use(InputOverlayCIDR)}},
+		{"10.244.0.0/16,10.23.128.0/20", []input.Suggestion{input.Use(InputOverlayCIDR)}},
+		{"fd00::/48", nil},
+		// A range that does not parse is the range's fault, not the overlay's.
+		{"nonsense", []input.Suggestion{input.Use(InputPodCIDR)}},
 	}
 	for _, tt := range tests {
-		if err := CheckOverlap(pool, "pod", tt.cidr); (err != nil) != tt.wantErr {
-			t.Errorf("CheckOverlap(%q) = %v, wantErr %v", tt.cidr, err, tt.wantErr)
+		err := CheckOverlap(pool, "pod", InputPodCIDR, tt.cidr)
+		if (err != nil) != (tt.wantFix != nil) {
+			t.Errorf("CheckOverlap(%q) = %v, want an error: %t", tt.cidr, err, tt.wantFix != nil)
+			continue
 		}
+		if fix := input.Suggestions(err); !reflect.DeepEqual(fix, tt.wantFix) {
+			t.Errorf("CheckOverlap(%q) suggests %v, want %v", tt.cidr, fix, tt.wantFix)
+		}
+	}
+}
+
+func TestInitOptionsValidate(t *testing.T) {
+	valid := InitOptions{OverlayCIDR: "10.23.0.0/16", HubEndpoint: "vpn.example.org", VPN: "openvpn", TokenTTL: time.Hour, CredentialValidity: time.Hour}
+	tests := []struct {
+		name    string
+		change  func(*InitOptions)
+		wantErr string
+		wantFix []input.Suggestion
+	}{
+		{name: "valid", change: func(*InitOptions) {}},
+		{name: "unknown backend", change: func(o *InitOptions) { o.VPN = "ipsec" }, wantErr: `"ipsec"`, wantFix: []input.Suggestion{input.Use(InputVPN)}},
+		{name: "zero token lifetime", change: func(o *InitOptions) { o.TokenTTL = 0 },
+			wantErr: "the token lifetime and the credential validity must be positive durations, such as 24h",
+			wantFix: []input.Suggestion{input.Use(InputTokenTTL), input.Use(InputCredentialValidity)}},
+		{name: "bad overlay", change: func(o *InitOptions) { o.OverlayCIDR = "10.23.0.0" }, wantErr: "10.23.0.0", wantFix: []input.Suggestion{input.Use(InputOverlayCIDR)}},
+		{name: "no hub endpoint", change: func(o *InitOptions) { o.HubEndpoint = "" },
+			wantErr: "the hub endpoint is required: the address nodes dial, such as vpn.example.org:1194", wantFix: []input.Suggestion{input.Use(InputHubEndpoint)}},
+		{name: "bad API server port", change: func(o *InitOptions) { o.APIServerEndpoint = "10.23.0.1:0" },
+			wantErr: `invalid API server endpoint "10.23.0.1:0": port must be 1-65535`, wantFix: []input.Suggestion{input.Use(InputAPIServerEndpoint)}},
+		{name: "service range overlaps", change: func(o *InitOptions) { o.ServiceCIDR = "10.0.0.0/8" },
+			wantErr: "overlay CIDR 10.23.0.0/16 overlaps the cluster's service CIDR 10.0.0.0/8", wantFix: []input.Suggestion{input.Use(InputOverlayCIDR)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := valid
+			tt.change(&o)
+			err := o.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "--") {
+				t.Errorf("the domain error names a flag: %v", err)
+			}
+			if fix := input.Suggestions(err); !reflect.DeepEqual(fix, tt.wantFix) {
+				t.Errorf("suggests %v, want %v", fix, tt.wantFix)
+			}
+		})
 	}
 }

@@ -25,12 +25,22 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 )
 
-// Wave tokens of --waves.
+// Wave tokens of a plan's waves.
 const (
 	WaveCanary = "canary" // one site
-	WaveRest   = "rest"   // every remaining site, --max-sites-at-once at a time
+	WaveRest   = "rest"   // every remaining site, at most MaxAtOnce at a time
+)
+
+// The inputs of a rollout that its errors can point at.
+const (
+	InputWaves     input.Name = "waves"
+	InputOrder     input.Name = "site order"
+	InputMaxAtOnce input.Name = "most sites at once"
+	InputImage     input.Name = "image"
 )
 
 // PlanWaves orders the sites and groups them into waves.
@@ -44,7 +54,7 @@ func PlanWaves(sites, order, waves []string, maxAtOnce int) ([][]string, error) 
 		return nil, fmt.Errorf("the app has no pods on any site; deploy it first")
 	}
 	if maxAtOnce < 0 {
-		return nil, fmt.Errorf("--max-sites-at-once must be 0 (no limit) or more, not %d", maxAtOnce)
+		return nil, input.Fix(fmt.Errorf("the most sites in one wave must be 0 (no limit) or more, not %d", maxAtOnce), input.Use(InputMaxAtOnce))
 	}
 	queue, err := orderSites(sites, order)
 	if err != nil {
@@ -71,8 +81,8 @@ func PlanWaves(sites, order, waves []string, maxAtOnce int) ([][]string, error) 
 		default:
 			n, err := strconv.Atoi(token)
 			if err != nil || n < 1 {
-				return nil, fmt.Errorf("--waves: %q is not a wave; use %q, %q or a number of sites, for example --waves canary,2,rest",
-					token, WaveCanary, WaveRest)
+				return nil, input.Fix(fmt.Errorf("%q is not a wave; use %q, %q or a number of sites, for example canary,2,rest",
+					token, WaveCanary, WaveRest), input.Use(InputWaves))
 			}
 			take(n)
 		}
@@ -90,10 +100,10 @@ func orderSites(sites, order []string) ([]string, error) {
 		i := slices.Index(rest, s)
 		if i < 0 {
 			if slices.Contains(queue, s) {
-				return nil, fmt.Errorf("--order names site %q twice", s)
+				return nil, input.Fix(fmt.Errorf("the site order names site %q twice", s), input.Use(InputOrder))
 			}
-			return nil, fmt.Errorf("--order names site %q, where the app has no pods; its sites are: %s",
-				s, strings.Join(slices.Sorted(slices.Values(sites)), ", "))
+			return nil, input.Fix(fmt.Errorf("the site order names site %q, where the app has no pods; its sites are: %s",
+				s, strings.Join(slices.Sorted(slices.Values(sites)), ", ")), input.Use(InputOrder))
 		}
 		queue = append(queue, s)
 		rest = slices.Delete(rest, i, i+1)
@@ -101,14 +111,14 @@ func orderSites(sites, order []string) ([]string, error) {
 	return append(queue, rest...), nil
 }
 
-// ImageSpec is one --image value: a container name (empty: the only
+// ImageSpec is one image change: a container name (empty: the only
 // container) and its new image.
 type ImageSpec struct {
 	Container string
 	Image     string
 }
 
-// ParseImages reads --image values of the form [CONTAINER=]IMAGE.
+// ParseImages reads image changes of the form [CONTAINER=]IMAGE.
 func ParseImages(values []string) ([]ImageSpec, error) {
 	specs := make([]ImageSpec, 0, len(values))
 	for _, v := range values {
@@ -117,7 +127,7 @@ func ParseImages(values []string) ([]ImageSpec, error) {
 			container, image = "", v
 		}
 		if image == "" || strings.ContainsAny(image, " \t") || (named && container == "") {
-			return nil, fmt.Errorf("--image %q: expected [CONTAINER=]IMAGE, for example --image node=registry.example/p2p:v2", v)
+			return nil, input.Fix(fmt.Errorf("image %q: expected [CONTAINER=]IMAGE, for example node=registry.example/p2p:v2", v), input.Use(InputImage))
 		}
 		specs = append(specs, ImageSpec{Container: container, Image: image})
 	}
@@ -141,8 +151,8 @@ func SetImages(tmpl *corev1.PodTemplateSpec, specs []ImageSpec) (*corev1.PodTemp
 	for _, spec := range specs {
 		if spec.Container == "" {
 			if len(out.Spec.Containers) != 1 {
-				return nil, fmt.Errorf("the pod has %d containers (%s); name one: --image CONTAINER=%s",
-					len(out.Spec.Containers), names(), spec.Image)
+				return nil, input.Fix(fmt.Errorf("the pod has %d containers (%s); name the one to change: CONTAINER=%s",
+					len(out.Spec.Containers), names(), spec.Image), input.Set(InputImage, "CONTAINER="+spec.Image))
 			}
 			out.Spec.Containers[0].Image = spec.Image
 			continue

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 )
 
 func TestPlanWaves(t *testing.T) {
@@ -21,6 +22,7 @@ func TestPlanWaves(t *testing.T) {
 		maxAtOnce int
 		want      [][]string
 		wantErr   string
+		wantFix   input.Name // the input the error points at
 	}{
 		{name: "canary then one at a time", waves: []string{"canary", "rest"}, maxAtOnce: 1,
 			want: [][]string{{"a"}, {"b"}, {"c"}, {"d"}, {"e"}}},
@@ -34,11 +36,11 @@ func TestPlanWaves(t *testing.T) {
 			want: [][]string{{"e"}, {"c"}, {"a"}, {"b"}, {"d"}}},
 		{name: "a number larger than the sites", waves: []string{"9"},
 			want: [][]string{{"a", "b", "c", "d", "e"}}},
-		{name: "unknown site in order", order: []string{"x"}, wantErr: `--order names site "x", where the app has no pods; its sites are: a, b, c, d, e`},
-		{name: "site twice in order", order: []string{"a", "a"}, wantErr: `names site "a" twice`},
-		{name: "bad token", waves: []string{"canary", "half"}, wantErr: `"half" is not a wave`},
-		{name: "zero sites wave", waves: []string{"0"}, wantErr: `"0" is not a wave`},
-		{name: "negative cap", maxAtOnce: -1, wantErr: "--max-sites-at-once"},
+		{name: "unknown site in order", order: []string{"x"}, wantErr: `the site order names site "x", where the app has no pods; its sites are: a, b, c, d, e`, wantFix: InputOrder},
+		{name: "site twice in order", order: []string{"a", "a"}, wantErr: `names site "a" twice`, wantFix: InputOrder},
+		{name: "bad token", waves: []string{"canary", "half"}, wantErr: `"half" is not a wave`, wantFix: InputWaves},
+		{name: "zero sites wave", waves: []string{"0"}, wantErr: `"0" is not a wave`, wantFix: InputWaves},
+		{name: "negative cap", maxAtOnce: -1, wantErr: "the most sites in one wave must be 0 (no limit) or more, not -1", wantFix: InputMaxAtOnce},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +48,9 @@ func TestPlanWaves(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				if fix := input.Suggestions(err); !reflect.DeepEqual(fix, []input.Suggestion{input.Use(tt.wantFix)}) {
+					t.Errorf("suggestions %v, want %s", fix, tt.wantFix)
 				}
 				return
 			}
@@ -77,7 +82,7 @@ func TestParseAndSetImages(t *testing.T) {
 		{name: "named container", tmpl: two, images: []string{"sidecar=s2"}, want: "node=v1,sidecar=s2"},
 		{name: "init container", tmpl: two, images: []string{"init=i2"}, want: "node=v1,sidecar=s1", wantInit: "i2"},
 		{name: "registry with port", tmpl: one, images: []string{"node=reg:5000/p2p:v2"}, want: "node=reg:5000/p2p:v2"},
-		{name: "unnamed with two containers", tmpl: two, images: []string{"v2"}, wantErr: "the pod has 2 containers (init, node, sidecar); name one"},
+		{name: "unnamed with two containers", tmpl: two, images: []string{"v2"}, wantErr: "the pod has 2 containers (init, node, sidecar); name the one to change: CONTAINER=v2"},
 		{name: "unknown container", tmpl: one, images: []string{"web=v2"}, wantErr: `no container "web"; its containers are: node`},
 		{name: "empty image", tmpl: one, images: []string{"node="}, wantErr: "expected [CONTAINER=]IMAGE"},
 		{name: "empty container", tmpl: one, images: []string{"=v2"}, wantErr: "expected [CONTAINER=]IMAGE"},

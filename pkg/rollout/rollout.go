@@ -19,9 +19,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/conflict"
+	"github.com/kubectl-stage/kubectl-stage/pkg/dryrun"
 )
 
 // Plan is how the sites are grouped into waves and gated.
@@ -41,7 +43,13 @@ type Roller struct {
 	w      workload
 	// Out receives progress lines as the rollout goes.
 	Out io.Writer
-	now func() time.Time
+	// DryRun is kubectl's strategy: under client the state is planned and
+	// checked but not written; under server client must send writes with
+	// dryRun=All (the command layer's does). Either way a rollout, resume or
+	// undo stops after its first write instead of running waves whose pods
+	// would never change.
+	DryRun kcmdutil.DryRunStrategy
+	now    func() time.Time
 }
 
 // New finds the app's workload.
@@ -201,8 +209,11 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(r.Out, "rolling %s out to revision %d (%s) in %d waves: %s\n",
-		r.w.ref(), state.Revision, Images(target), len(waves), describeWaves(waves))
+	fmt.Fprintf(r.Out, "rolling %s out to revision %d (%s) in %d waves: %s%s\n",
+		r.w.ref(), state.Revision, Images(target), len(waves), describeWaves(waves), dryrun.Suffix(r.DryRun))
+	if r.DryRun != kcmdutil.DryRunNone {
+		return &Result{Ref: r.w.ref(), State: state}, nil
+	}
 	return r.run(ctx, target, loc)
 }
 
@@ -222,7 +233,7 @@ func (r *Roller) Resume(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	if state == nil || state.Phase == PhaseComplete {
-		return nil, fmt.Errorf("%s has no rollout to resume; start one with kubectl stage rollout %s --image ...", r.w.ref(), r.w.ref())
+		return nil, fmt.Errorf("%s has no rollout to resume; start one with kubectl stage rollout %s", r.w.ref(), r.w.ref())
 	}
 	rev, ok := history.Find(state.Revision)
 	if !ok {
@@ -230,13 +241,17 @@ func (r *Roller) Resume(ctx context.Context) (*Result, error) {
 	}
 	err = r.commitRunning(ctx, state.Revision, func(s *State, h History) (*State, History, error) {
 		s.Phase, s.FailedSite, s.Message = PhaseProgressing, "", ""
+		state = s
 		return s, h, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(r.Out, "resuming the rollout of %s to revision %d: %d of %d sites done\n",
-		r.w.ref(), state.Revision, len(state.Done), len(state.Desired))
+	fmt.Fprintf(r.Out, "resuming the rollout of %s to revision %d: %d of %d sites done%s\n",
+		r.w.ref(), state.Revision, len(state.Done), len(state.Desired), dryrun.Suffix(r.DryRun))
+	if r.DryRun != kcmdutil.DryRunNone {
+		return &Result{Ref: r.w.ref(), State: state}, nil
+	}
 	_, loc, err := r.snapshot(ctx, state)
 	if err != nil {
 		return nil, err
@@ -299,6 +314,9 @@ func (r *Roller) commit(ctx context.Context, change func(*State, History) (*Stat
 		}
 		if err := writeAnnotations(meta.Annotations, state, history); err != nil {
 			return err
+		}
+		if r.DryRun == kcmdutil.DryRunClient {
+			return nil
 		}
 		return r.w.update(ctx)
 	})

@@ -23,7 +23,7 @@ import (
 )
 
 // ErrNotInitialized means `kubectl stage init` has not run on this cluster.
-var ErrNotInitialized = errors.New("kubectl-stage is not initialized in this cluster: run `kubectl stage init --hub-endpoint HOST:PORT` first")
+var ErrNotInitialized = errors.New("kubectl-stage is not initialized in this cluster: run `kubectl stage init` first")
 
 // ErrNodeEnrolled means a node of that name is enrolled already.
 var ErrNodeEnrolled = errors.New("node already enrolled")
@@ -62,14 +62,15 @@ func (s *Store) meta(name string, labels map[string]string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: l}
 }
 
-// EnsureNamespace creates the system namespace if needed.
-func (s *Store) EnsureNamespace(ctx context.Context) error {
+// EnsureNamespace creates the system namespace if needed and reports
+// whether it created it.
+func (s *Store) EnsureNamespace(ctx context.Context) (created bool, err error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.Namespace, Labels: map[string]string{api.LabelManagedBy: api.LabelManagedByValue}}}
-	_, err := s.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	_, err = s.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		return nil
+		return false, nil
 	}
-	return err
+	return err == nil, err
 }
 
 // Config returns the staging configuration, or ErrNotInitialized.
@@ -91,17 +92,25 @@ func (s *Store) Config(ctx context.Context) (*Config, error) {
 	return &c, nil
 }
 
+// ConfigMap is the ConfigMap that stores c, as SaveConfig writes it.
+func (s *Store) ConfigMap(c *Config) (*corev1.ConfigMap, error) {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return &corev1.ConfigMap{ObjectMeta: s.meta(api.ConfigName, nil), Data: map[string]string{configKey: string(data)}}, nil
+}
+
 // SaveConfig creates or replaces the staging configuration.
 func (s *Store) SaveConfig(ctx context.Context, c *Config) error {
-	data, err := json.MarshalIndent(c, "", "  ")
+	want, err := s.ConfigMap(c)
 	if err != nil {
 		return err
 	}
 	return conflict.Retry(ctx, s.configMapName(api.ConfigName), func() error {
 		cm, err := s.configMaps().Get(ctx, api.ConfigName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			cm = &corev1.ConfigMap{ObjectMeta: s.meta(api.ConfigName, nil), Data: map[string]string{configKey: string(data)}}
-			_, err = s.configMaps().Create(ctx, cm, metav1.CreateOptions{})
+			_, err = s.configMaps().Create(ctx, want.DeepCopy(), metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(corev1.Resource("configmaps"), api.ConfigName, err)
 			}
@@ -110,7 +119,7 @@ func (s *Store) SaveConfig(ctx context.Context, c *Config) error {
 		if err != nil {
 			return err
 		}
-		cm.Data = map[string]string{configKey: string(data)}
+		cm.Data = want.Data
 		_, err = s.configMaps().Update(ctx, cm, metav1.UpdateOptions{})
 		return err
 	})

@@ -387,7 +387,7 @@ func TestExhaustedPool(t *testing.T) {
 		mustStage(t, cp.Kubeconfig, "join", "tokyo", "--node", fmt.Sprintf("tokyo-%d", i), "-f", filepath.Join(dir, fmt.Sprintf("%d.sh", i)))
 	}
 	_, _, err := stage(t, cp.Kubeconfig, "join", "tokyo", "--node", "tokyo-6", "-f", filepath.Join(dir, "6.sh"))
-	for _, want := range []string{"overlay address pool exhausted", "all 5 addresses of 10.23.0.0/29 are in use", "kubectl stage leave NODE", "larger --overlay-cidr"} {
+	for _, want := range []string{"overlay address pool exhausted", "all 5 addresses of 10.23.0.0/29 are in use", "kubectl stage leave NODE", "with a larger overlay CIDR (--overlay-cidr)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error = %v, want it to contain %q", err, want)
 		}

@@ -31,12 +31,10 @@ func (o *overlay) iperf(b *testing.B, server string) float64 {
 	var out string
 	var err error
 	// iperf3 -s gives no readiness signal: retry while it is not listening yet.
-	for attempt := 0; attempt < 20; attempt++ {
-		if out, err = o.tp.Run(o.site["a-1"], "iperf3", "-c", server, "-t", "3", "-J"); err == nil || !strings.Contains(out, "unable to connect") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	_ = poll(10*time.Second, 200*time.Millisecond, func() bool {
+		out, err = o.tp.Run(o.site["a-1"], "iperf3", "-c", server, "-t", "3", "-J")
+		return err == nil || !strings.Contains(out, "unable to connect")
+	})
 	if err != nil {
 		b.Fatalf("iperf3 to %s: %v\n%s", server, err, out)
 	}

@@ -46,16 +46,14 @@ func (o *overlay) revokeLiveSession(t *testing.T, wantOutput string, hubConfigAr
 		t.Errorf("hub-config does not say it cut the session (%q):\n%s", wantOutput, out)
 	}
 	start := time.Now()
-	for o.tp.Ping(o.site[b], o.ip[a]) {
-		if time.Since(start) > cutWithin {
-			t.Fatalf("%s left, yet its live session still reaches %s after %s", b, a, cutWithin)
-		}
-		time.Sleep(200 * time.Millisecond)
+	reaches := func() bool { return o.tp.Ping(o.site[b], o.ip[a]) }
+	if err := poll(cutWithin, 200*time.Millisecond, func() bool { return !reaches() }); err != nil {
+		t.Fatalf("%s left, yet its live session still reaches %s after %s", b, a, cutWithin)
 	}
 	t.Logf("the live session of %s was cut %.1fs after hub-config", b, time.Since(start).Seconds())
-	// It stays cut: the daemon at the site retries and is refused.
-	time.Sleep(3 * time.Second)
-	if o.tp.Ping(o.site[b], o.ip[a]) {
+	// It stays cut: the daemon at the site keeps retrying and is refused, so
+	// no ping gets through for the whole window (a reconnect ends the poll).
+	if err := poll(3*time.Second, 200*time.Millisecond, reaches); err == nil {
 		t.Errorf("%s reconnected after it left", b)
 	}
 	if !o.tp.Ping(o.site[a], "10.23.0.1") {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 	"github.com/kubectl-stage/kubectl-stage/test/netns"
 )
@@ -194,13 +196,16 @@ func stageErr(cp *harness.ControlPlane, args ...string) (string, error) {
 
 func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := poll(20*time.Second, 100*time.Millisecond, ok); err != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
+}
+
+// poll checks ok at once and then every interval until it holds or timeout
+// passes (the error then).
+func poll(timeout, interval time.Duration, ok func() bool) error {
+	return wait.PollUntilContextTimeout(context.Background(), interval, timeout, true,
+		func(context.Context) (bool, error) { return ok(), nil })
 }
 
 func between(s, start, end string) string {

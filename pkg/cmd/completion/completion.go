@@ -2,6 +2,7 @@
 package completion
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -9,7 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
+
+	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 )
 
 var (
@@ -57,8 +61,17 @@ func shells() []string {
 	return names
 }
 
+// Options are the arguments of `kubectl stage completion SHELL`.
+type Options struct {
+	Shell string
+
+	root *cobra.Command
+	genericiooptions.IOStreams
+}
+
 // NewCmdCompletion returns the `completion` command.
 func NewCmdCompletion(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{IOStreams: streams}
 	return &cobra.Command{
 		Use:                   "completion SHELL",
 		DisableFlagsInUseLine: true,
@@ -66,18 +79,27 @@ func NewCmdCompletion(streams genericiooptions.IOStreams) *cobra.Command {
 		Long:                  completionLong,
 		Example:               completionExample,
 		ValidArgs:             shells(),
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return fmt.Errorf("exactly one shell is required, one of: %s", strings.Join(shells(), ", "))
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gen, ok := generators[args[0]]
-			if !ok {
-				return fmt.Errorf("unsupported shell %q, must be one of: %s", args[0], strings.Join(shells(), ", "))
-			}
-			return gen(cmd.Root(), streams.Out)
-		},
+		// Completion is of the binary itself: no cluster, so no factory.
+		RunE: cmdutil.RunE(nil, o),
 	}
 }
+
+// Complete reads SHELL and the command tree to complete.
+func (o *Options) Complete(_ kcmdutil.Factory, cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("exactly one shell is required, one of: %s", strings.Join(shells(), ", "))
+	}
+	o.Shell, o.root = args[0], cmd.Root()
+	return nil
+}
+
+// Validate checks that the shell is one completion is generated for.
+func (o *Options) Validate() error {
+	if _, ok := generators[o.Shell]; !ok {
+		return fmt.Errorf("unsupported shell %q, must be one of: %s", o.Shell, strings.Join(shells(), ", "))
+	}
+	return nil
+}
+
+// Run writes the completion script.
+func (o *Options) Run(context.Context) error { return generators[o.Shell](o.root, o.Out) }

@@ -46,40 +46,38 @@ type Options struct {
 	// Interface is the hub's WireGuard interface.
 	Interface string
 
-	factory  kcmdutil.Factory
 	enroller *enroll.Enroller
 	genericiooptions.IOStreams
 }
 
 // NewCmdHubConfig returns the `hub-config` command.
 func NewCmdHubConfig(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{factory: f, IOStreams: streams}
+	o := &Options{IOStreams: streams}
 	cmd := &cobra.Command{
 		Use:     "hub-config --dir DIR",
 		Short:   "Write the VPN hub's configuration (peers, CRL) into a directory",
 		Long:    hubConfigLong,
 		Example: hubConfigExample,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if o.Dir == "" {
-				return errors.New("--dir is required: the directory the hub reads its configuration from")
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:    cmdutil.RunE(f, o),
 	}
 	cmd.Flags().StringVarP(&o.Dir, "dir", "d", "", "directory to write the hub configuration into")
 	cmd.Flags().StringVar(&o.Interface, "interface", vpn.InterfaceName, "the hub's WireGuard interface, which gets the new peer list (wg syncconf) when it exists here")
 	return cmd
 }
 
-// Complete builds the client.
-func (o *Options) Complete() error {
+// Complete builds the client (without contacting the cluster). hub-config
+// reads the cluster and writes files, so it has no --dry-run.
+func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
 	var err error
-	if o.enroller, err = cmdutil.NewEnroller(o.factory, o.ErrOut); err != nil {
-		return err
+	o.enroller, err = cmdutil.NewEnroller(f, kcmdutil.DryRunNone, o.ErrOut)
+	return err
+}
+
+// Validate checks that the directory is given.
+func (o *Options) Validate() error {
+	if o.Dir == "" {
+		return errors.New("--dir is required: the directory the hub reads its configuration from")
 	}
 	return nil
 }

@@ -35,7 +35,10 @@ var (
 		kubectl stage join tokyo --node tokyo-1
 
 		# See what would happen, changing nothing
-		kubectl stage join tokyo --node tokyo-2 --dry-run
+		kubectl stage join tokyo --node tokyo-2 --dry-run=client
+
+		# Have the API server check every write of the enrollment, persisting none
+		kubectl stage join tokyo --node tokyo-2 --dry-run=server
 
 		# A token that lives one hour, and print the kubeadm join command too
 		kubectl stage join osaka --node osaka-1 --token-ttl 1h --print-join-command`)
@@ -48,42 +51,34 @@ type Options struct {
 	PrintJoinCommand bool
 	PrintFlags       *cmdutil.PrintFlags
 
-	factory  kcmdutil.Factory
+	dryRun   kcmdutil.DryRunStrategy
 	enroller *enroll.Enroller
 	genericiooptions.IOStreams
 }
 
 // NewCmdJoin returns the `join` command.
 func NewCmdJoin(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{PrintFlags: cmdutil.NewPrintFlags(false), factory: f, IOStreams: streams}
+	o := &Options{PrintFlags: cmdutil.NewPrintFlags(false), IOStreams: streams}
 	cmd := &cobra.Command{
 		Use:     "join SITE --node NAME",
 		Short:   "Enroll a node at a site and write its join bundle",
 		Long:    joinLong,
 		Example: joinExample,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(f, cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:    cmdutil.RunE(f, o),
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&o.Node, "node", o.Node, "name of the new node (DNS-1123); also its kubelet's node name")
 	flags.StringVarP(&o.BundlePath, "bundle", "f", o.BundlePath, "where to write the join bundle (default ./NODE.join.sh)")
 	flags.DurationVar(&o.TokenTTL, "token-ttl", 0, "lifetime of the bootstrap token (default: the one set by init)")
-	flags.BoolVar(&o.DryRun, "dry-run", false, "validate and show the plan without changing anything")
 	flags.BoolVar(&o.PrintJoinCommand, "print-join-command", false, "also print the kubeadm join command (it contains the token)")
 	o.PrintFlags.AddFlags(cmd)
+	cmdutil.AddDryRunFlag(cmd)
 	return cmd
 }
 
-// Complete reads the arguments and builds the client (without contacting
-// the cluster).
-func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, args []string) error {
+// Complete reads the arguments and --dry-run and builds the client
+// (without contacting the cluster).
+func (o *Options) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return errors.New("exactly one SITE is required: kubectl stage join SITE --node NAME")
 	}
@@ -92,10 +87,11 @@ func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, args []string) 
 		o.BundlePath = o.Node + ".join.sh"
 	}
 	var err error
-	if o.enroller, err = cmdutil.NewEnroller(f, o.ErrOut); err != nil {
+	if o.dryRun, err = cmdutil.DryRunStrategy(cmd); err != nil {
 		return err
 	}
-	return nil
+	o.enroller, err = cmdutil.NewEnroller(f, o.dryRun, o.ErrOut)
+	return err
 }
 
 // Validate checks the flags.
@@ -110,19 +106,20 @@ func (o *Options) Validate() error {
 		return err
 	}
 	if err := enroll.ValidateNodeName(o.Node); err != nil {
-		return err
+		return fmt.Errorf("--node: %w", err)
 	}
 	return o.PrintFlags.Validate()
 }
 
 // Run enrolls the node and writes the bundle; if the bundle cannot be
-// written, the enrollment is undone.
+// written, the enrollment is undone. A dry run writes no bundle: its token
+// and credentials are in no cluster.
 func (o *Options) Run(ctx context.Context) error {
 	res, err := o.enroller.Join(ctx, o.JoinOptions)
 	if err != nil {
 		return err
 	}
-	if !o.DryRun {
+	if o.dryRun == kcmdutil.DryRunNone {
 		if err := secretfile.Write(o.BundlePath, res.Script); err != nil {
 			if undoErr := o.enroller.Undo(context.WithoutCancel(ctx), res); undoErr != nil {
 				return fmt.Errorf("%w; undoing the enrollment also failed: %v", err, undoErr)
@@ -134,7 +131,7 @@ func (o *Options) Run(ctx context.Context) error {
 		node := res.Record.Object()
 		return o.PrintFlags.Print(&node, o.Out)
 	}
-	if o.DryRun {
+	if o.dryRun != kcmdutil.DryRunNone {
 		return nil
 	}
 	abs, _ := filepath.Abs(o.BundlePath)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/kubectl/pkg/util/templates"
 
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
+	"github.com/kubectl-stage/kubectl-stage/pkg/dryrun"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
 )
 
@@ -112,67 +113,91 @@ type Options struct {
 	Filename   string
 	PrintFlags *cmdutil.PrintFlags
 
-	ref      rollout.Ref
 	specs    []rollout.ImageSpec
 	manifest *corev1.PodTemplateSpec
 	plan     rollout.Plan
 	common
 }
 
-// common is what every rollout verb needs: the cluster and the streams.
+// common is what every rollout verb needs: the app, the cluster, how it
+// writes, and the streams. Its Complete is every verb's.
 type common struct {
-	factory kcmdutil.Factory
-	client  kubernetes.Interface
+	// usage is the verb's command line, for the missing-APP message;
+	// writes is set for the verbs that write, which have --dry-run.
+	usage  string
+	writes bool
+
+	ref    rollout.Ref
+	client kubernetes.Interface
+	dryRun kcmdutil.DryRunStrategy
 	genericiooptions.IOStreams
 }
 
-// complete resolves APP in the namespace the kubectl flags select.
-func (c *common) complete(args []string, verb string) (rollout.Ref, error) {
+// Complete resolves APP in the namespace the kubectl flags select, reads
+// --dry-run where the verb writes, and builds the client. Nothing here
+// talks to the cluster.
+func (c *common) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
-		return rollout.Ref{}, fmt.Errorf("exactly one APP is required: kubectl stage rollout %s APP", verb)
+		return fmt.Errorf("exactly one APP is required: kubectl stage %s", c.usage)
 	}
-	ns, _, err := c.factory.ToRawKubeConfigLoader().Namespace()
+	var err error
+	if c.writes {
+		if c.dryRun, err = cmdutil.DryRunStrategy(cmd); err != nil {
+			return err
+		}
+	}
+	ns, _, err := f.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
-		return rollout.Ref{}, err
+		return err
 	}
-	if c.client, err = c.factory.KubernetesClientSet(); err != nil {
-		return rollout.Ref{}, err
+	if c.client, err = cmdutil.ClientSet(f, c.dryRun); err != nil {
+		return err
 	}
-	return rollout.ParseRef(args[0], ns)
+	c.ref, err = rollout.ParseRef(args[0], ns)
+	return err
+}
+
+// roller finds the app's workload in the cluster.
+func (c *common) roller(ctx context.Context, ref rollout.Ref) (*rollout.Roller, error) {
+	r, err := rollout.New(ctx, c.client, ref, c.ErrOut)
+	if err != nil {
+		return nil, err
+	}
+	r.DryRun = c.dryRun
+	return r, nil
+}
+
+// NewOptions returns the options of `rollout` writing to streams.
+func NewOptions(streams genericiooptions.IOStreams) *Options {
+	return &Options{PrintFlags: cmdutil.NewPrintFlags(false), common: common{usage: "rollout APP --image [CONTAINER=]IMAGE", writes: true, IOStreams: streams}}
 }
 
 // NewCmdRollout returns `rollout` with its subcommands.
 func NewCmdRollout(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{PrintFlags: cmdutil.NewPrintFlags(false), common: common{factory: f, IOStreams: streams}}
+	o := NewOptions(streams)
 	cmd := &cobra.Command{
 		Use:     "rollout APP (--image [CONTAINER=]IMAGE | -f FILE)",
 		Short:   "Roll a new version of the app across sites in waves; status, pause, resume, undo, history",
 		Long:    rolloutLong,
 		Example: rolloutExample,
 		Args:    cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:    cmdutil.RunE(f, o),
 	}
 	cmd.Flags().StringArrayVar(&o.Images, "image", nil, "new image as [CONTAINER=]IMAGE (repeatable)")
 	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest of the workload whose pod template is rolled out")
 	o.PlanFlags.AddFlags(cmd)
 	o.PrintFlags.AddFlags(cmd)
+	cmdutil.AddDryRunFlag(cmd)
 	cmd.AddCommand(
-		newCmdStatus(f, streams), newCmdPause(f, streams), newCmdResume(f, streams),
-		newCmdUndo(f, streams), newCmdHistory(f, streams),
+		NewCmdStatus(f, streams), NewCmdPause(f, streams), NewCmdResume(f, streams),
+		NewCmdUndo(f, streams), NewCmdHistory(f, streams),
 	)
 	return cmd
 }
 
-// Complete reads APP (or the manifest's workload) and the new template.
-func (o *Options) Complete(args []string) error {
+// Complete reads APP (or the manifest's workload), the new template and
+// --dry-run, and builds the client.
+func (o *Options) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) error {
 	if o.Filename != "" {
 		tmpl, ref, err := readManifest(o.Filename)
 		if err != nil {
@@ -183,30 +208,29 @@ func (o *Options) Complete(args []string) error {
 		}
 		o.manifest = tmpl
 	}
-	var err error
-	if o.ref, err = o.complete(args, "APP --image [CONTAINER=]IMAGE"); err != nil {
-		return err
-	}
-	o.specs, err = rollout.ParseImages(o.Images)
-	return err
+	return o.common.Complete(f, cmd, args)
 }
 
-// Validate checks that exactly one source of the new version is given.
+// Validate checks that exactly one source of the new version is given, the
+// images, the output format and the plan.
 func (o *Options) Validate() error {
-	if (len(o.specs) == 0) == (o.manifest == nil) {
+	if (len(o.Images) == 0) == (o.manifest == nil) {
 		return errors.New("say what to roll out: --image [CONTAINER=]IMAGE or -f FILE (one of them)")
+	}
+	var err error
+	if o.specs, err = rollout.ParseImages(o.Images); err != nil {
+		return err
 	}
 	if err := o.PrintFlags.Validate(); err != nil {
 		return err
 	}
-	var err error
 	o.plan, err = o.PlanFlags.Plan()
 	return err
 }
 
 // Run rolls the app out and prints the summary.
 func (o *Options) Run(ctx context.Context) error {
-	roller, err := rollout.New(ctx, o.client, o.ref, o.ErrOut)
+	roller, err := o.roller(ctx, o.ref)
 	if err != nil {
 		return err
 	}
@@ -217,16 +241,16 @@ func (o *Options) Run(ctx context.Context) error {
 		cause = "kubectl stage rollout -f " + o.Filename
 	}
 	res, err := roller.Start(ctx, edit, cause, o.plan)
-	return report(o.Out, o.PrintFlags, res, err)
+	return report(o.Out, o.PrintFlags, o.dryRun, res, err)
 }
 
 // report prints the rollout (its summary table, or the Rollout object
 // through -o), then returns its error; a pause is not an error.
-func report(out io.Writer, printFlags *cmdutil.PrintFlags, res *rollout.Result, err error) error {
+func report(out io.Writer, printFlags *cmdutil.PrintFlags, dryRun kcmdutil.DryRunStrategy, res *rollout.Result, err error) error {
 	if res != nil {
 		var printErr error
 		if printFlags.HumanReadable() {
-			printErr = printSummary(out, res.Object())
+			printErr = printSummary(out, res.Object(), dryrun.Suffix(dryRun))
 		} else {
 			printErr = printFlags.Print(res.Object(), out)
 		}

@@ -39,10 +39,9 @@ var (
 type Options struct {
 	PrintFlags *cmdutil.PrintFlags
 
-	view    view
-	factory kcmdutil.Factory
-	store   *site.Store
-	now     func() time.Time
+	view  view
+	store *site.Store
+	now   func() time.Time
 	genericiooptions.IOStreams
 }
 
@@ -80,17 +79,9 @@ func NewCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra
 }
 
 func newCmd(f kcmdutil.Factory, streams genericiooptions.IOStreams, v view, cmd *cobra.Command) *cobra.Command {
-	o := &Options{PrintFlags: cmdutil.NewPrintFlags(true), view: v, factory: f, now: time.Now, IOStreams: streams}
+	o := &Options{PrintFlags: cmdutil.NewPrintFlags(true), view: v, now: time.Now, IOStreams: streams}
 	cmd.Args = cobra.NoArgs
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := o.Complete(f, cmd, args); err != nil {
-			return err
-		}
-		if err := o.Validate(); err != nil {
-			return err
-		}
-		return o.Run(cmd.Context())
-	}
+	cmd.RunE = cmdutil.RunE(f, o)
 	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }

@@ -14,7 +14,9 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
+	"github.com/kubectl-stage/kubectl-stage/pkg/dryrun"
 	"github.com/kubectl-stage/kubectl-stage/pkg/enroll"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 )
 
 var (
@@ -36,7 +38,10 @@ var (
 		kubectl stage init --hub-endpoint vpn.example.org:1194 --hub-config-dir ./hub
 
 		# WireGuard instead, on a custom overlay
-		kubectl stage init --vpn wireguard --hub-endpoint 203.0.113.7:51820 --overlay-cidr 10.50.0.0/16`)
+		kubectl stage init --vpn wireguard --hub-endpoint 203.0.113.7:51820 --overlay-cidr 10.50.0.0/16
+
+		# Check the configuration against the cluster, changing nothing
+		kubectl stage init --hub-endpoint vpn.example.org --dry-run=client -o yaml`)
 )
 
 // Options are the flags of `kubectl stage init`.
@@ -47,6 +52,7 @@ type Options struct {
 	PrintFlags    *cmdutil.PrintFlags
 
 	factory  kcmdutil.Factory
+	dryRun   kcmdutil.DryRunStrategy
 	enroller *enroll.Enroller
 	genericiooptions.IOStreams
 }
@@ -56,7 +62,6 @@ func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	o := &Options{
 		InitOptions: enroll.InitOptions{OverlayCIDR: "10.23.0.0/16", VPN: "openvpn", TokenTTL: 24 * time.Hour, CredentialValidity: 365 * 24 * time.Hour},
 		PrintFlags:  cmdutil.NewPrintFlags(false),
-		factory:     f,
 		IOStreams:   streams,
 	}
 	cmd := &cobra.Command{
@@ -65,15 +70,7 @@ func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 		Long:    initLong,
 		Example: initExample,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(f, cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:    cmdutil.RunE(f, o),
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&o.OverlayCIDR, "overlay-cidr", o.OverlayCIDR, "IPv4 overlay network; the hub takes its first address")
@@ -87,20 +84,30 @@ func NewCmdInit(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	flags.StringVar(&o.HubConfigDir, "hub-config-dir", o.HubConfigDir, "also write the hub's VPN server configuration into this directory (files 0600)")
 	flags.BoolVar(&o.SkipCertCheck, "skip-apiserver-cert-check", o.SkipCertCheck, "do not check that the API server certificate is valid for its overlay address")
 	o.PrintFlags.AddFlags(cmd)
+	cmdutil.AddDryRunFlag(cmd)
 	return cmd
 }
 
-// Complete builds the client (without contacting the cluster).
-func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
+// Complete reads --dry-run and builds the client (without contacting the
+// cluster).
+func (o *Options) Complete(f kcmdutil.Factory, cmd *cobra.Command, _ []string) error {
+	o.factory = f
 	var err error
-	o.enroller, err = cmdutil.NewEnroller(f, o.ErrOut)
+	if o.dryRun, err = cmdutil.DryRunStrategy(cmd); err != nil {
+		return err
+	}
+	o.enroller, err = cmdutil.NewEnroller(f, o.dryRun, o.ErrOut)
 	return err
 }
 
-// Validate checks the flags that need no cluster.
+// Validate checks the flags that need no cluster: their errors name the
+// flag to change (RunE adds it).
 func (o *Options) Validate() error {
 	if o.HubEndpoint == "" {
 		return fmt.Errorf("--hub-endpoint is required: the HOST[:PORT] where nodes reach the VPN hub")
+	}
+	if err := o.InitOptions.Validate(); err != nil {
+		return err
 	}
 	return o.PrintFlags.Validate()
 }
@@ -121,6 +128,9 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if o.dryRun != kcmdutil.DryRunNone {
+		return o.printDryRun(cfg)
+	}
 	if o.HubConfigDir != "" {
 		if _, err := o.enroller.WriteHubConfig(ctx, o.HubConfigDir); err != nil {
 			return err
@@ -136,5 +146,21 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	_, err = fmt.Fprintf(o.Out, "kubectl-stage initialized: overlay %s, %s hub at %s. Enroll a node with: kubectl stage join SITE --node NAME\n",
 		cfg.OverlayCIDR, cfg.VPN, cfg.HubEndpoint)
+	return err
+}
+
+// printDryRun prints the configuration a real init would store: the
+// ConfigMap with -o, a sentence otherwise. No hub configuration is written:
+// its credentials are in no cluster.
+func (o *Options) printDryRun(cfg *site.Config) error {
+	if !o.PrintFlags.HumanReadable() {
+		cm, err := o.enroller.Store.ConfigMap(cfg)
+		if err != nil {
+			return err
+		}
+		return o.PrintFlags.Print(cm, o.Out)
+	}
+	_, err := fmt.Fprintf(o.Out, "kubectl-stage would be initialized: overlay %s, %s hub at %s, API server over the overlay %s%s\n",
+		cfg.OverlayCIDR, cfg.VPN, cfg.HubEndpoint, cfg.APIServerEndpoint, dryrun.Suffix(o.dryRun))
 	return err
 }

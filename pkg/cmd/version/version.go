@@ -2,10 +2,12 @@
 package version
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
@@ -51,22 +53,21 @@ func NewCmdVersion(streams genericiooptions.IOStreams) *cobra.Command {
 		Long:    versionLong,
 		Example: versionExample,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		// The version is the binary's own: no cluster, so no factory.
+		RunE: cmdutil.RunE(nil, o),
 	}
 	o.PrintFlags.AddFlags(cmd)
 	return cmd
 }
 
+// Complete has nothing to read: version takes no arguments (cobra checks).
+func (o *Options) Complete(kcmdutil.Factory, *cobra.Command, []string) error { return nil }
+
 // Validate checks the output format.
 func (o *Options) Validate() error { return o.PrintFlags.Validate() }
 
 // Run prints the version.
-func (o *Options) Run() error {
+func (o *Options) Run(context.Context) error {
 	info := version.Get()
 	if !o.PrintFlags.HumanReadable() {
 		return o.PrintFlags.Print(&v1alpha1.PluginVersion{ClientVersion: info}, o.Out)
