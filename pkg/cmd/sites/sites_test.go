@@ -83,4 +83,3 @@ func TestTables(t *testing.T) {
 		})
 	}
 }
-
