@@ -61,7 +61,7 @@ install: build ## Install kubectl-stage next to go's binaries (so `kubectl stage
 	install -D -m 0755 $(BIN_DIR)/kubectl-stage $$($(GO) env GOPATH)/bin/kubectl-stage
 
 .PHONY: dist
-dist: tools ## Cross-build the plugin and webhook archives (linux/darwin/windows x amd64/arm64) and the chart into dist/, reproducibly
+dist: tools ## Cross-build the plugin and webhook archives (linux/darwin/windows x amd64/arm64), the chart and the images (OCI tarballs) into dist/, reproducibly
 	./hack/dist.sh all
 
 .PHONY: release-check

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Cross-builds the release archives reproducibly into $DIST_DIR (default
 # dist/): the plugin and the webhook for every platform, and the Helm chart.
-#   hack/dist.sh [all|plugin|webhook|chart]
+#   hack/dist.sh [all|plugin|webhook|chart|images]
+# images: make image's OCI tarballs (webhook, gossip v1/v2, pause) for this
+# host's architecture, with the release's version stamp, in $DIST_DIR/images.
 # Same sources + same hack/release.env + same Go = byte-identical archives:
 # no VCS stamping, trimmed paths, fixed version info, and tarballs with fixed
 # order, times, owners and modes.
@@ -53,14 +55,16 @@ case $what in
   plugin) archive kubectl-stage ./cmd/kubectl-stage ;;
   webhook) archive stage-webhook ./webhook/cmd/stage-webhook ;;
   chart) chart ;;
+  images) "$GO" run ./hack/image -out "$DIST_DIR/images" -webhook-ldflags "$ldflags" ;;
   all)
     archive kubectl-stage ./cmd/kubectl-stage
     archive stage-webhook ./webhook/cmd/stage-webhook
     chart
+    "$GO" run ./hack/image -out "$DIST_DIR/images" -webhook-ldflags "$ldflags"
     ;;
   *)
-    echo "usage: $0 [all|plugin|webhook|chart]" >&2
+    echo "usage: $0 [all|plugin|webhook|chart|images]" >&2
     exit 2
     ;;
 esac
-(cd "$DIST_DIR" && sha256sum -- *.tar.gz *.tgz 2>/dev/null >SHA256SUMS || true)
+(cd "$DIST_DIR" && sha256sum -- *.tar.gz *.tgz images/*.tar 2>/dev/null >SHA256SUMS || true)
