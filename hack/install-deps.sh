@@ -25,6 +25,7 @@ have conntrack   || need+=(conntrack)
 have iptables    || need+=(iptables)
 have nft         || need+=(nftables)
 have socat       || need+=(socat)
+have jq          || need+=(jq)
 have make        || need+=(make)
 have git         || need+=(git)
 

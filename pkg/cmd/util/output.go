@@ -126,13 +126,25 @@ func (f *PrintFlags) Print(obj runtime.Object, out io.Writer) error {
 		return err
 	}
 	printer = printers.NewTypeSetter(printScheme).ToPrinter(printer)
-	// cli-runtime's name printer takes no typed lists: name each item, as
-	// kubectl does after flattening a list.
-	if f.Format() == "name" && meta.IsListType(obj) {
-		items, err := meta.ExtractList(obj)
+	if !meta.IsListType(obj) {
+		return printer.PrintObj(obj, out)
+	}
+	// Each item carries its own apiVersion and kind, as in kubectl's lists,
+	// so that one taken out of the list (jq '.items[0]') stands alone.
+	items, err := meta.ExtractList(obj)
+	if err != nil {
+		return err
+	}
+	for _, item := range items {
+		kinds, _, err := printScheme.ObjectKinds(item)
 		if err != nil {
 			return err
 		}
+		item.GetObjectKind().SetGroupVersionKind(kinds[0])
+	}
+	// cli-runtime's name printer takes no typed lists: name each item, as
+	// kubectl does after flattening a list.
+	if f.Format() == "name" {
 		for _, item := range items {
 			if err := printer.PrintObj(item, out); err != nil {
 				return err
