@@ -40,7 +40,7 @@ func TestOutputRoundTrips(t *testing.T) {
 	sh(t, "kubectl stage init --hub-endpoint vpn.example.org:1194 >/dev/null")
 	for _, n := range []string{"tokyo tokyo-1", "tokyo tokyo-2", "osaka osaka-1"} {
 		site, node, _ := strings.Cut(n, " ")
-		sh(t, "kubectl stage join " + site + " --node " + node + " >/dev/null")
+		sh(t, "kubectl stage join "+site+" --node "+node+" >/dev/null")
 	}
 
 	for _, tc := range []struct{ name, viaJQ, direct string }{
