@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/conflict"
 )
 
 // Kinds the rollout understands, with the short names kubectl accepts.
@@ -353,9 +354,19 @@ func (w *deployment) retireOld(ctx context.Context, site string, pods []*corev1.
 	if retired == 0 {
 		return nil
 	}
-	replicas := max(int32(0), *w.obj.Spec.Replicas-retired)
-	w.obj.Spec.Replicas = &replicas
-	return w.update(ctx)
+	// The deployment controller writes the Deployment too (its status): on
+	// a conflict, re-read it and retire the same pods from what it holds now.
+	return conflict.Retry(ctx, "deployment "+w.ns+"/"+w.name, func() error {
+		replicas := max(int32(0), *w.obj.Spec.Replicas-retired)
+		w.obj.Spec.Replicas = &replicas
+		err := w.update(ctx)
+		if apierrors.IsConflict(err) {
+			if getErr := w.get(ctx); getErr != nil {
+				return getErr
+			}
+		}
+		return err
+	})
 }
 
 func (w *deployment) ownedReplicaSets(ctx context.Context) (map[types.UID]bool, error) {
