@@ -313,26 +313,6 @@ func TestMalformedAnnotations(t *testing.T) {
 	}
 }
 
-func BenchmarkMutateWith10000Peers(b *testing.B) {
-	peers := make([]Peer, 10000)
-	for i := range peers {
-		peers[i] = Peer{Name: fmt.Sprintf("gossip-%d", i), Site: fmt.Sprintf("site-%d", i%30), HostIP: fmt.Sprintf("10.23.%d.%d", i/250, i%250+1), Ready: i%10 != 0, HostNetwork: true}
-	}
-	sites := make([]string, 30)
-	for i := range sites {
-		sites[i] = fmt.Sprintf("site-%d", i)
-	}
-	v := StaticView{SiteNames: sites, PeersByApp: map[string][]Peer{"p2p/gossip": peers}}
-	p := pod(annotate(api.AnnotationPort, "30303"), annotate(api.AnnotationPlacement, PlacementOnePerSite))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, _, err := Mutate(p, nil, v, ""); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // StatefulSet pods go to the site of their ordinal, whatever the peer
 // counts say: a Parallel StatefulSet admits all its pods before any exists.
 func TestOnePerSitePlacesStatefulSetPodsByOrdinal(t *testing.T) {
