@@ -7,6 +7,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/mutate"
 )
 
@@ -30,15 +32,34 @@ type ViewSource interface {
 	NamespaceLabels(ctx context.Context, name string) (map[string]string, error)
 }
 
+// What a pod gets when its peers cannot be read (the --on-view-error flag).
+const (
+	// OnViewErrorDeny refuses the pod, saying why.
+	OnViewErrorDeny = "deny"
+	// OnViewErrorWarn admits it without seeds, with an admission warning and
+	// the annotation mutate.AnnotationSeedsInjected.
+	OnViewErrorWarn = "warn"
+)
+
 // PodMutator is the admission handler for pods.
 type PodMutator struct {
 	Decoder admission.Decoder
 	Source  ViewSource
+	// OnViewError is OnViewErrorDeny (also when empty) or OnViewErrorWarn.
+	OnViewError string
 }
 
 // NewPodMutator returns a handler decoding with scheme.
-func NewPodMutator(scheme *runtime.Scheme, source ViewSource) *PodMutator {
-	return &PodMutator{Decoder: admission.NewDecoder(scheme), Source: source}
+func NewPodMutator(scheme *runtime.Scheme, source ViewSource, onViewError string) *PodMutator {
+	return &PodMutator{Decoder: admission.NewDecoder(scheme), Source: source, OnViewError: onViewError}
+}
+
+// ValidateOnViewError checks a value of --on-view-error.
+func ValidateOnViewError(v string) error {
+	if v != OnViewErrorDeny && v != OnViewErrorWarn {
+		return fmt.Errorf("--on-view-error=%q: must be %q or %q", v, OnViewErrorDeny, OnViewErrorWarn)
+	}
+	return nil
 }
 
 // Handle decodes the pod, mutates it and answers with a JSON patch.
@@ -76,11 +97,24 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	}
 	view, err := m.Source.View(ctx)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), resultErrored
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("cannot place the pod: %w", err)), resultErrored
 	}
-	mutated, decision, err := mutate.Mutate(pod, nsLabels, view)
+	// A pod named by generateName has no name yet: the request's UID tells
+	// it apart from its siblings for the choice of seeds.
+	seedKey := ""
+	if pod.Name == "" {
+		seedKey = string(req.UID)
+	}
+	mutated, decision, err := mutate.Mutate(pod, nsLabels, view, seedKey)
 	if err != nil {
 		return admission.Denied(err.Error()), resultDenied
+	}
+	if decision.SeedsErr != nil {
+		if m.OnViewError != OnViewErrorWarn {
+			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("%w: the pod is refused rather than started without peer seeds (the webhook's --on-view-error=%s; %s admits it without seeds)",
+				decision.SeedsErr, OnViewErrorDeny, OnViewErrorWarn)), resultErrored
+		}
+		decision.Warnings = append(decision.Warnings, fmt.Sprintf("%s is empty: %v (annotation %s)", api.EnvPeerSeeds, decision.SeedsErr, mutate.AnnotationSeedsInjected))
 	}
 	if !decision.Mutated {
 		return admission.Allowed(decision.Reason).WithWarnings(decision.Warnings...), resultSkipped

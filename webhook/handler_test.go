@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ var source = fixedSource{
 func handler() *PodMutator {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
-	return NewPodMutator(scheme, source)
+	return NewPodMutator(scheme, source, OnViewErrorDeny)
 }
 
 func request(namespace, podJSON string) admission.Request {
@@ -196,4 +197,63 @@ func BenchmarkHandle(b *testing.B) {
 			b.Fatal(resp.Result)
 		}
 	}
+}
+
+// When the peers cannot be read the pod is refused, saying why; or, with
+// --on-view-error=warn, admitted without seeds, with a warning and an
+// annotation saying so. A view that cannot be read at all (no sites) is
+// always an error.
+func TestViewErrors(t *testing.T) {
+	broken := source
+	broken.view.Err = errors.New("the webhook has not yet read every peer")
+	const pod = `{"metadata":{"name":"dht-1","labels":{"app":"dht"},"annotations":{"kubectl-stage.io/port":"4001"}},"spec":{"hostNetwork":true,"containers":[{"name":"n","image":"dht","ports":[{"containerPort":4001}]}]}}`
+	tests := []struct {
+		name        string
+		source      ViewSource
+		onViewError string
+		wantAllowed bool
+		wantMessage string
+		wantWarning string
+		wantNote    string
+	}{
+		{"deny", broken, OnViewErrorDeny, false,
+			`cannot read the peers of app "dht" in namespace "p2p": the webhook has not yet read every peer: the pod is refused rather than started without peer seeds (the webhook's --on-view-error=deny; warn admits it without seeds)`, "", ""},
+		{"deny by default", broken, "", false, "the pod is refused rather than started without peer seeds", "", ""},
+		{"warn", broken, OnViewErrorWarn, true, "",
+			`STAGE_PEER_SEEDS is empty: cannot read the peers of app "dht" in namespace "p2p": the webhook has not yet read every peer (annotation kubectl-stage.io/seeds-injected)`,
+			`false: cannot read the peers of app "dht" in namespace "p2p": the webhook has not yet read every peer`},
+		{"no view at all", failingSource{source}, OnViewErrorWarn, false, "cannot place the pod: the node cache is still syncing", "", ""},
+		{"readable", source, OnViewErrorDeny, true, "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := handler()
+			h.Source, h.OnViewError = tt.source, tt.onViewError
+			resp := h.Handle(context.Background(), request("p2p", pod))
+			if resp.Allowed != tt.wantAllowed {
+				t.Fatalf("allowed = %v, want %v (%+v)", resp.Allowed, tt.wantAllowed, resp.Result)
+			}
+			if tt.wantMessage != "" && (resp.Result == nil || resp.Result.Message != tt.wantMessage && !strings.Contains(resp.Result.Message, tt.wantMessage)) {
+				t.Errorf("message = %+v\nwant %q", resp.Result, tt.wantMessage)
+			}
+			if got := strings.Join(resp.Warnings, "\n"); got != tt.wantWarning {
+				t.Errorf("warnings = %q\nwant %q", got, tt.wantWarning)
+			}
+			note := ""
+			for _, p := range resp.Patches {
+				if p.Path == "/metadata/annotations/kubectl-stage.io~1seeds-injected" {
+					note, _ = p.Value.(string)
+				}
+			}
+			if note != tt.wantNote {
+				t.Errorf("annotation %s = %q\nwant %q", mutate.AnnotationSeedsInjected, note, tt.wantNote)
+			}
+		})
+	}
+}
+
+type failingSource struct{ fixedSource }
+
+func (failingSource) View(context.Context) (mutate.View, error) {
+	return nil, errors.New("the node cache is still syncing")
 }

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net/http"
@@ -33,12 +34,21 @@ type Options struct {
 	// MetricsAddr and HealthAddr serve Prometheus metrics and /healthz, /readyz ("0" disables).
 	MetricsAddr string
 	HealthAddr  string
+	// OnViewError is what a pod gets when its peers cannot be read:
+	// OnViewErrorDeny (the default) or OnViewErrorWarn.
+	OnViewError string
 }
 
 // NewManager assembles a controller-runtime manager serving the webhook. It
 // only reads the cluster, so it needs no leader election: every replica
 // answers admission requests.
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if o.OnViewError == "" {
+		o.OnViewError = OnViewErrorDeny
+	}
+	if err := ValidateOnViewError(o.OnViewError); err != nil {
+		return nil, err
+	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -63,7 +73,12 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	handler := NewPodMutator(scheme, CacheSource{Reader: mgr.GetCache()})
+	// The informers start with the manager; registering needs no context.
+	source, err := NewIndexSource(context.Background(), mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
+	handler := NewPodMutator(scheme, source, o.OnViewError)
 	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: handler, RecoverPanic: ptr.To(true)})
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err

@@ -2,25 +2,57 @@ package webhook
 
 import (
 	"context"
-	"slices"
-	"strings"
+	"errors"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/mutate"
 )
 
-// CacheSource reads nodes, namespaces and peer pods from the manager's
-// informer cache. Objects are read without deep copies: the mutation only
-// reads them.
-type CacheSource struct {
+// IndexSource is the mutation's view: a mutate.Index that the manager's
+// node and pod informers keep current through event handlers, so that an
+// admission reads a few peers instead of listing and sorting all of them.
+// Namespaces are read from the cache.
+type IndexSource struct {
 	Reader client.Reader
+	Index  *mutate.Index
+	// nodesSynced and podsSynced report whether the index has had every
+	// node and peer pod the informers listed at start.
+	nodesSynced, podsSynced func() bool
+}
+
+// NewIndexSource registers the index's event handlers on c's node and pod
+// informers (they start with the cache).
+func NewIndexSource(ctx context.Context, c cache.Cache) (*IndexSource, error) {
+	s := &IndexSource{Reader: c, Index: mutate.NewIndex()}
+	for _, h := range []struct {
+		obj     client.Object
+		handler toolscache.ResourceEventHandler
+		synced  *func() bool
+	}{
+		{&corev1.Node{}, nodeHandler(s.Index), &s.nodesSynced},
+		{&corev1.Pod{}, podHandler(s.Index), &s.podsSynced},
+	} {
+		informer, err := c.GetInformer(ctx, h.obj)
+		if err != nil {
+			return nil, fmt.Errorf("informer for %T: %w", h.obj, err)
+		}
+		reg, err := informer.AddEventHandler(h.handler)
+		if err != nil {
+			return nil, fmt.Errorf("event handler for %T: %w", h.obj, err)
+		}
+		*h.synced = reg.HasSynced
+	}
+	return s, nil
 }
 
 // NamespaceLabels implements ViewSource.
-func (s CacheSource) NamespaceLabels(ctx context.Context, name string) (map[string]string, error) {
+func (s *IndexSource) NamespaceLabels(ctx context.Context, name string) (map[string]string, error) {
 	ns := &corev1.Namespace{}
 	if err := s.Reader.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		return nil, err
@@ -28,51 +60,95 @@ func (s CacheSource) NamespaceLabels(ctx context.Context, name string) (map[stri
 	return ns.Labels, nil
 }
 
-// View implements ViewSource.
-func (s CacheSource) View(ctx context.Context) (mutate.View, error) {
-	nodes := &corev1.NodeList{}
-	if err := s.Reader.List(ctx, nodes, client.HasLabels{api.LabelSite}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
+// errNotSynced is the view's answer while the webhook starts.
+var errNotSynced = errors.New("the webhook has not yet read every peer (its pod cache is still syncing)")
+
+// View implements ViewSource: an error until the nodes are all read, and
+// peers that are an error until the pods are.
+func (s *IndexSource) View(context.Context) (mutate.View, error) {
+	if !s.nodesSynced() {
+		return nil, errors.New("the webhook has not yet read the nodes' sites (its node cache is still syncing)")
 	}
-	v := &cacheView{ctx: ctx, reader: s.Reader, siteOfNode: make(map[string]string, len(nodes.Items))}
-	for i := range nodes.Items {
-		site := nodes.Items[i].Labels[api.LabelSite]
-		v.siteOfNode[nodes.Items[i].Name] = site
-		if !slices.Contains(v.sites, site) {
-			v.sites = append(v.sites, site)
-		}
-	}
-	slices.Sort(v.sites)
-	return v, nil
+	return syncedView{s}, nil
 }
 
-type cacheView struct {
-	ctx        context.Context
-	reader     client.Reader
-	sites      []string
-	siteOfNode map[string]string
+type syncedView struct{ s *IndexSource }
+
+func (v syncedView) Sites() []string { return v.s.Index.Sites() }
+
+func (v syncedView) Peers(namespace, app string, read func(*mutate.ReadyPeers)) error {
+	if !v.s.podsSynced() {
+		return errNotSynced
+	}
+	return v.s.Index.Peers(namespace, app, read)
 }
 
-func (v *cacheView) Sites() []string { return v.sites }
-
-func (v *cacheView) Peers(namespace, app string) []mutate.Peer {
-	pods := &corev1.PodList{}
-	if err := v.reader.List(v.ctx, pods, client.InNamespace(namespace), client.MatchingLabels{api.LabelApp: app}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil
-	}
-	peers := make([]mutate.Peer, 0, len(pods.Items))
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.DeletionTimestamp != nil {
-			continue
+// nodeHandler keeps the nodes' sites in the index.
+func nodeHandler(x *mutate.Index) toolscache.ResourceEventHandler {
+	set := func(obj any) {
+		if n, ok := obj.(*corev1.Node); ok {
+			x.SetNode(n.Name, n.Labels[api.LabelSite])
 		}
-		peers = append(peers, mutate.Peer{
-			Name: p.Name, Site: v.siteOfNode[p.Spec.NodeName], HostIP: p.Status.HostIP, Ready: podReady(p),
-			HostNetwork: p.Spec.HostNetwork, HostPorts: hostPorts(p),
-		})
 	}
-	slices.SortFunc(peers, func(a, b mutate.Peer) int { return strings.Compare(a.Name, b.Name) })
-	return peers
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    set,
+		UpdateFunc: func(_, obj any) { set(obj) },
+		DeleteFunc: func(obj any) {
+			if _, name, ok := deleted(obj); ok {
+				x.DeleteNode(name)
+			}
+		},
+	}
+}
+
+// podHandler keeps the peer pods (those the webhook labelled with their
+// app) in the index; a pod being deleted is no peer.
+func podHandler(x *mutate.Index) toolscache.ResourceEventHandler {
+	set := func(obj any) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return
+		}
+		if p.DeletionTimestamp != nil || p.Labels[api.LabelApp] == "" {
+			x.DeletePod(p.Namespace, p.Name)
+			return
+		}
+		x.SetPod(p.Namespace, p.Labels[api.LabelApp], peerOf(p))
+	}
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    set,
+		UpdateFunc: func(_, obj any) { set(obj) },
+		DeleteFunc: func(obj any) {
+			if namespace, name, ok := deleted(obj); ok {
+				x.DeletePod(namespace, name)
+			}
+		},
+	}
+}
+
+// deleted names the object of a delete event, which is the object or, when
+// the watch missed the deletion, a tombstone holding its last known state
+// or at least its key.
+func deleted(obj any) (namespace, name string, ok bool) {
+	if tomb, isTomb := obj.(toolscache.DeletedFinalStateUnknown); isTomb {
+		if o, isObject := tomb.Obj.(client.Object); isObject {
+			return o.GetNamespace(), o.GetName(), true
+		}
+		namespace, name, err := toolscache.SplitMetaNamespaceKey(tomb.Key)
+		return namespace, name, err == nil
+	}
+	o, isObject := obj.(client.Object)
+	if !isObject {
+		return "", "", false
+	}
+	return o.GetNamespace(), o.GetName(), true
+}
+
+func peerOf(p *corev1.Pod) mutate.Peer {
+	return mutate.Peer{
+		Name: p.Name, Node: p.Spec.NodeName, HostIP: p.Status.HostIP, Ready: podReady(p),
+		HostNetwork: p.Spec.HostNetwork, HostPorts: hostPorts(p),
+	}
 }
 
 func hostPorts(p *corev1.Pod) []int32 {

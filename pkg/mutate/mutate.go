@@ -2,6 +2,7 @@ package mutate
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +36,15 @@ type Decision struct {
 	// Warnings are doubts about an admitted pod, returned as admission
 	// warnings (kubectl prints them).
 	Warnings []string
+	// SeedsErr says the peers could not be read: the pod was mutated with
+	// no seeds, and AnnotationSeedsInjected says why. The caller refuses
+	// it, or admits it as it is with a warning.
+	SeedsErr error
 }
+
+// AnnotationSeedsInjected is set to "false: REASON" on a pod admitted
+// without seeds because the peers could not be read.
+const AnnotationSeedsInjected = api.Prefix + "seeds-injected"
 
 // OptedIn reports whether the pod or its namespace asked for the webhook.
 // Pods in kube-system never are.
@@ -72,7 +81,11 @@ type config struct {
 // Mutating an already-mutated pod changes nothing. A malformed annotation, or
 // a pod the placement or the advertised address cannot work for, is an error
 // whose message names the fix.
-func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View) (*corev1.Pod, Decision, error) {
+//
+// seedKey chooses the pod's seeds among the peers: "" for the pod's name;
+// a pod named by generateName has none at admission, so the caller gives
+// something unique to it (the admission request's UID).
+func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View, seedKey string) (*corev1.Pod, Decision, error) {
 	if ok, reason := OptedIn(pod, namespaceLabels); !ok {
 		return pod, Decision{Reason: reason}, nil
 	}
@@ -103,7 +116,13 @@ func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View) (*cor
 			return nil, Decision{}, err
 		}
 	}
-	seeds := chooseSeeds(view.Peers(pod.Namespace, cfg.app), pod.Name, where.site, cfg)
+	var seeds []string
+	if seedKey == "" {
+		seedKey = pod.Name
+	}
+	peersErr := view.Peers(pod.Namespace, cfg.app, func(peers *ReadyPeers) {
+		seeds = chooseSeeds(peers, seedKey, pod.Name, where.site, cfg)
+	})
 	injectEnv(out, cfg, where.site, seeds)
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
@@ -111,7 +130,16 @@ func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View) (*cor
 	// Always rewritten (a value the user wrote is not a record of what was
 	// done), from the pod itself so that re-mutation gives the same text.
 	out.Annotations[api.AnnotationInjected] = where.summary(out, cfg)
-	return out, Decision{Mutated: true, Warnings: warnings}, nil
+	d := Decision{Mutated: true, Warnings: warnings}
+	if peersErr != nil {
+		d.SeedsErr = fmt.Errorf("cannot read the peers of app %q in namespace %q: %w", cfg.app, pod.Namespace, peersErr)
+		// Kept once written: a second pass (seeds or not) leaves
+		// STAGE_PEER_SEEDS as the first one set it.
+		if _, set := out.Annotations[AnnotationSeedsInjected]; !set {
+			out.Annotations[AnnotationSeedsInjected] = "false: " + d.SeedsErr.Error()
+		}
+	}
+	return out, d, nil
 }
 
 func parse(pod *corev1.Pod, view View) (config, error) {
@@ -304,45 +332,60 @@ func statefulSetOrdinal(pod *corev1.Pod) (int, bool) {
 
 // chooseSeeds picks up to cfg.seeds ready peers that their address reaches,
 // round-robin over sites so seeds come from as many sites as possible, the
-// pod's own site last. An address is listed once, however many peers share it.
-func chooseSeeds(peers []Peer, self, ownSite string, cfg config) []string {
+// pod's own site last. An address is listed once, however many peers share
+// it, and the pod itself never.
+//
+// The choice is the pod's own (key, a hash of its name): it starts the round
+// at one of the other sites and each site's run of peers at one of its
+// peers, so that pods spread over all the peers instead of all seeding from
+// the same few, and the same pod in the same cluster gets the same seeds.
+// It costs O(sites + seeds) (plus a peer skipped for its address), however
+// many peers there are.
+func chooseSeeds(peers *ReadyPeers, key, self, ownSite string, cfg config) []string {
 	if cfg.seeds == 0 {
 		return nil
 	}
-	bySite := map[string][]string{}
-	listed := map[string]bool{}
-	var sites []string
-	for _, p := range peers {
-		if !p.Ready || p.HostIP == "" || p.Name == self || !p.reachableAt(cfg.port) {
-			continue
-		}
-		addr := address(p.HostIP, cfg.port)
-		if listed[addr] {
-			continue
-		}
-		listed[addr] = true
-		if _, seen := bySite[p.Site]; !seen {
-			sites = append(sites, p.Site)
-		}
-		bySite[p.Site] = append(bySite[p.Site], addr)
+	type run struct {
+		candidates   Candidates
+		start, taken int
 	}
-	slices.SortFunc(sites, func(a, b string) int {
-		// Other sites first; then by name for a stable order.
-		if (a == ownSite) != (b == ownSite) {
-			if a == ownSite {
-				return 1
-			}
-			return -1
+	var runs, own []run
+	for _, site := range peers.Sites() {
+		c := peers.Reachable(site, cfg.port)
+		if c.Len() == 0 {
+			continue
 		}
-		return strings.Compare(a, b)
-	})
+		r := run{candidates: c, start: int(hash(key, site) % uint64(c.Len()))}
+		if site == ownSite {
+			own = append(own, r)
+		} else {
+			runs = append(runs, r)
+		}
+	}
+	if len(runs) > 0 {
+		// "/" is in no site name: the rotation is not a site's start.
+		first := int(hash(key, "/") % uint64(len(runs)))
+		runs = slices.Concat(runs[first:], runs[:first], own)
+	} else {
+		runs = own
+	}
 	var seeds []string
-	for round := 0; len(seeds) < cfg.seeds; round++ {
+	listed := map[string]bool{}
+	for len(seeds) < cfg.seeds {
 		added := false
-		for _, s := range sites {
-			if round < len(bySite[s]) && len(seeds) < cfg.seeds {
-				seeds = append(seeds, bySite[s][round])
+		for i := range runs {
+			r := &runs[i]
+			for r.taken < r.candidates.Len() && len(seeds) < cfg.seeds {
+				p := r.candidates.At((r.start + r.taken) % r.candidates.Len())
+				r.taken++
+				addr := address(p.HostIP, cfg.port)
+				if p.Name == self || listed[addr] {
+					continue
+				}
+				listed[addr] = true
+				seeds = append(seeds, addr)
 				added = true
+				break
 			}
 		}
 		if !added {
@@ -350,6 +393,15 @@ func chooseSeeds(peers []Peer, self, ownSite string, cfg config) []string {
 		}
 	}
 	return seeds
+}
+
+// hash is FNV-1a of key and site: a pod's own, stable choice among peers.
+func hash(key, site string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(site))
+	return h.Sum64()
 }
 
 func address(ip string, port int) string {

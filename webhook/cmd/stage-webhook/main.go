@@ -19,6 +19,7 @@ func main() {
 	flag.StringVar(&o.CertDir, "cert-dir", "/tls", "directory with tls.crt and tls.key (reloaded on change)")
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
 	flag.StringVar(&o.HealthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.StringVar(&o.OnViewError, "on-view-error", webhook.OnViewErrorDeny, "when a pod's peers cannot be read: deny (refuse the pod, saying why) or warn (admit it without seeds, with a warning and the annotation kubectl-stage.io/seeds-injected)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
