@@ -47,11 +47,14 @@ type PodMutator struct {
 	Source  ViewSource
 	// OnViewError is OnViewErrorDeny (also when empty) or OnViewErrorWarn.
 	OnViewError string
+	// SeedURL is the seed endpoint's base URL as peers reach it ("": no
+	// STAGE_SEED_URL is injected).
+	SeedURL string
 }
 
 // NewPodMutator returns a handler decoding with scheme.
-func NewPodMutator(scheme *runtime.Scheme, source ViewSource, onViewError string) *PodMutator {
-	return &PodMutator{Decoder: admission.NewDecoder(scheme), Source: source, OnViewError: onViewError}
+func NewPodMutator(scheme *runtime.Scheme, source ViewSource, onViewError, seedURL string) *PodMutator {
+	return &PodMutator{Decoder: admission.NewDecoder(scheme), Source: source, OnViewError: onViewError, SeedURL: seedURL}
 }
 
 // ValidateOnViewError checks a value of --on-view-error.
@@ -101,11 +104,11 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	}
 	// A pod named by generateName has no name yet: the request's UID tells
 	// it apart from its siblings for the choice of seeds.
-	seedKey := ""
+	opts := mutate.Options{SeedURL: m.SeedURL}
 	if pod.Name == "" {
-		seedKey = string(req.UID)
+		opts.SeedKey = string(req.UID)
 	}
-	mutated, decision, err := mutate.Mutate(pod, nsLabels, view, seedKey)
+	mutated, decision, err := mutate.Mutate(pod, nsLabels, view, opts)
 	if err != nil {
 		return admission.Denied(err.Error()), resultDenied
 	}

@@ -39,7 +39,7 @@ var source = fixedSource{
 func handler() *PodMutator {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
-	return NewPodMutator(scheme, source, OnViewErrorDeny)
+	return NewPodMutator(scheme, source, OnViewErrorDeny, "http://stage-seeds.kubectl-stage-system.svc:8082")
 }
 
 func request(namespace, podJSON string) admission.Request {

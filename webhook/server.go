@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -37,6 +39,11 @@ type Options struct {
 	// OnViewError is what a pod gets when its peers cannot be read:
 	// OnViewErrorDeny (the default) or OnViewErrorWarn.
 	OnViewError string
+	// SeedsAddr serves the seed endpoint (plain HTTP; "" or "0" disables).
+	SeedsAddr string
+	// SeedURL is the seed endpoint's base URL as peers reach it, injected
+	// as STAGE_SEED_URL ("": not injected).
+	SeedURL string
 }
 
 // NewManager assembles a controller-runtime manager serving the webhook. It
@@ -47,6 +54,9 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		o.OnViewError = OnViewErrorDeny
 	}
 	if err := ValidateOnViewError(o.OnViewError); err != nil {
+		return nil, err
+	}
+	if err := ValidateSeedURL(o.SeedURL); err != nil {
 		return nil, err
 	}
 	scheme := runtime.NewScheme()
@@ -78,8 +88,13 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	handler := NewPodMutator(scheme, source, o.OnViewError)
+	handler := NewPodMutator(scheme, source, o.OnViewError, strings.TrimSuffix(o.SeedURL, "/"))
 	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: handler, RecoverPanic: ptr.To(true)})
+	if o.SeedsAddr != "" && o.SeedsAddr != "0" {
+		if err := mgr.Add(manager.RunnableFunc(seedServer(o.SeedsAddr, source))); err != nil {
+			return nil, err
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -145,9 +146,15 @@ func deleted(obj any) (namespace, name string, ok bool) {
 }
 
 func peerOf(p *corev1.Pod) mutate.Peer {
+	// The webhook validated the annotation when it admitted the pod; a pod
+	// it did not admit advertises no port.
+	port, err := strconv.Atoi(p.Annotations[api.AnnotationPort])
+	if err != nil || port < 1 || port > 65535 {
+		port = 0
+	}
 	return mutate.Peer{
 		Name: p.Name, Node: p.Spec.NodeName, HostIP: p.Status.HostIP, Ready: podReady(p),
-		HostNetwork: p.Spec.HostNetwork, HostPorts: hostPorts(p),
+		HostNetwork: p.Spec.HostNetwork, HostPorts: hostPorts(p), Port: port,
 	}
 }
 

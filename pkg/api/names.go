@@ -105,6 +105,7 @@ const (
 	EnvPodName       = "STAGE_POD_NAME"
 	EnvPeerSeeds     = "STAGE_PEER_SEEDS" // comma-separated ip[:port] of ready peers
 	EnvSeedDNS       = "STAGE_SEED_DNS"   // headless Service name, the fallback
+	EnvSeedURL       = "STAGE_SEED_URL"   // the seed endpoint's current list for this pod, when the webhook serves one
 )
 
 // Rollout bookkeeping, kept on the workload being rolled out so that any

@@ -69,8 +69,10 @@ func BenchmarkSeeds(b *testing.B) {
 		b.Run(fmt.Sprintf("new/peers=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				var seeds []string
-				_ = x.Peers("p2p", "gossip", func(r *ReadyPeers) { seeds = chooseSeeds(r, fmt.Sprintf("gossip-new-%d", i), "", "", cfg) })
+				var seeds []Seed
+				_ = x.Peers("p2p", "gossip", func(r *ReadyPeers) {
+					seeds = SeedsFor(r, SeedQuery{Key: fmt.Sprintf("gossip-new-%d", i), Port: cfg.port, N: cfg.seeds})
+				})
 				if len(seeds) != defaultSeeds {
 					b.Fatal("too few seeds")
 				}
@@ -88,7 +90,7 @@ func BenchmarkMutate(b *testing.B) {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := Mutate(p, nil, x, ""); err != nil {
+				if _, _, err := Mutate(p, nil, x, Options{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -156,7 +156,7 @@ func (x *Index) file(p *indexedPod) {
 	key := appKey{p.namespace, p.app}
 	app := x.apps[key]
 	if app == nil {
-		app = &ReadyPeers{at: map[string]*sitePeers{}}
+		app = &ReadyPeers{at: map[string]*sitePeers{}, advertising: map[int]int{}}
 		x.apps[key] = app
 	}
 	app.add(p.peer)
@@ -177,6 +177,9 @@ func (x *Index) unfile(p *indexedPod) {
 type ReadyPeers struct {
 	sites []string // with peers, sorted; replaced, never edited
 	at    map[string]*sitePeers
+	size  int
+	// advertising counts the peers advertising each port.
+	advertising map[int]int
 }
 
 // sitePeers are a site's ready peers: those on the host network (reachable
@@ -193,6 +196,29 @@ func (r *ReadyPeers) Sites() []string {
 		return nil
 	}
 	return r.sites
+}
+
+// Len is the number of peers.
+func (r *ReadyPeers) Len() int {
+	if r == nil {
+		return 0
+	}
+	return r.size
+}
+
+// AdvertisedPort is the port most peers advertise (the lowest of equals),
+// 0 when none advertises one. It costs O(ports advertised).
+func (r *ReadyPeers) AdvertisedPort() int {
+	if r == nil {
+		return 0
+	}
+	best, most := 0, 0
+	for port, n := range r.advertising {
+		if port != 0 && (n > most || (n == most && port < best)) {
+			best, most = port, n
+		}
+	}
+	return best
 }
 
 // Reachable are the ready peers at site that answer at their node's IP on
@@ -217,6 +243,8 @@ func (r *ReadyPeers) add(p *Peer) {
 		r.sites = append(slices.Clone(r.sites), p.Site)
 		slices.Sort(r.sites)
 	}
+	r.size++
+	r.advertising[p.Port]++
 	s.size++
 	if p.HostNetwork {
 		s.hostNetwork.add(p)
@@ -237,6 +265,10 @@ func (r *ReadyPeers) remove(p *Peer) bool {
 	s := r.at[p.Site]
 	if s == nil {
 		return false
+	}
+	r.size--
+	if r.advertising[p.Port]--; r.advertising[p.Port] == 0 {
+		delete(r.advertising, p.Port)
 	}
 	s.size--
 	if p.HostNetwork {

@@ -180,7 +180,7 @@ func TestIndexConcurrentEventsAndReads(t *testing.T) {
 			for i := range 2000 {
 				_ = x.Sites()
 				_ = x.Peers("p2p", "gossip", func(r *ReadyPeers) {
-					_ = chooseSeeds(r, fmt.Sprint(i), "", "", config{seeds: 3})
+					_ = SeedsFor(r, SeedQuery{Key: fmt.Sprint(i), N: 3})
 					for _, site := range r.Sites() {
 						c := r.Reachable(site, 0)
 						for j := range c.Len() {

@@ -2,7 +2,6 @@ package mutate
 
 import (
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,15 +76,24 @@ type config struct {
 	seedService string
 }
 
+// Options are what the mutation takes from its caller besides the pod and
+// the view.
+type Options struct {
+	// SeedKey chooses the pod's seeds among the peers: "" for the pod's
+	// name; a pod named by generateName has none at admission, so the caller
+	// gives something unique to it (the admission request's UID).
+	SeedKey string
+	// SeedURL is the base URL at which peers reach the seed endpoint
+	// ("http://host:port"); when set, STAGE_SEED_URL is injected with the
+	// pod's query (its namespace, app, site, port and name).
+	SeedURL string
+}
+
 // Mutate returns a mutated copy of pod (the original is not modified).
 // Mutating an already-mutated pod changes nothing. A malformed annotation, or
 // a pod the placement or the advertised address cannot work for, is an error
 // whose message names the fix.
-//
-// seedKey chooses the pod's seeds among the peers: "" for the pod's name;
-// a pod named by generateName has none at admission, so the caller gives
-// something unique to it (the admission request's UID).
-func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View, seedKey string) (*corev1.Pod, Decision, error) {
+func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View, opts Options) (*corev1.Pod, Decision, error) {
 	if ok, reason := OptedIn(pod, namespaceLabels); !ok {
 		return pod, Decision{Reason: reason}, nil
 	}
@@ -117,13 +125,11 @@ func Mutate(pod *corev1.Pod, namespaceLabels map[string]string, view View, seedK
 		}
 	}
 	var seeds []string
-	if seedKey == "" {
-		seedKey = pod.Name
-	}
+	seedKey := firstNonEmpty(opts.SeedKey, pod.Name)
 	peersErr := view.Peers(pod.Namespace, cfg.app, func(peers *ReadyPeers) {
-		seeds = chooseSeeds(peers, seedKey, pod.Name, where.site, cfg)
+		seeds = Addresses(SeedsFor(peers, SeedQuery{Key: seedKey, Self: pod.Name, Site: where.site, Port: cfg.port, N: cfg.seeds}))
 	})
-	injectEnv(out, cfg, where.site, seeds)
+	injectEnv(out, cfg, where.site, seeds, opts.SeedURL)
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
@@ -330,80 +336,6 @@ func statefulSetOrdinal(pod *corev1.Pod) (int, bool) {
 	return ordinal, err == nil && ordinal >= 0
 }
 
-// chooseSeeds picks up to cfg.seeds ready peers that their address reaches,
-// round-robin over sites so seeds come from as many sites as possible, the
-// pod's own site last. An address is listed once, however many peers share
-// it, and the pod itself never.
-//
-// The choice is the pod's own (key, a hash of its name): it starts the round
-// at one of the other sites and each site's run of peers at one of its
-// peers, so that pods spread over all the peers instead of all seeding from
-// the same few, and the same pod in the same cluster gets the same seeds.
-// It costs O(sites + seeds) (plus a peer skipped for its address), however
-// many peers there are.
-func chooseSeeds(peers *ReadyPeers, key, self, ownSite string, cfg config) []string {
-	if cfg.seeds == 0 {
-		return nil
-	}
-	type run struct {
-		candidates   Candidates
-		start, taken int
-	}
-	var runs, own []run
-	for _, site := range peers.Sites() {
-		c := peers.Reachable(site, cfg.port)
-		if c.Len() == 0 {
-			continue
-		}
-		r := run{candidates: c, start: int(hash(key, site) % uint64(c.Len()))}
-		if site == ownSite {
-			own = append(own, r)
-		} else {
-			runs = append(runs, r)
-		}
-	}
-	if len(runs) > 0 {
-		// "/" is in no site name: the rotation is not a site's start.
-		first := int(hash(key, "/") % uint64(len(runs)))
-		runs = slices.Concat(runs[first:], runs[:first], own)
-	} else {
-		runs = own
-	}
-	var seeds []string
-	listed := map[string]bool{}
-	for len(seeds) < cfg.seeds {
-		added := false
-		for i := range runs {
-			r := &runs[i]
-			for r.taken < r.candidates.Len() && len(seeds) < cfg.seeds {
-				p := r.candidates.At((r.start + r.taken) % r.candidates.Len())
-				r.taken++
-				addr := address(p.HostIP, cfg.port)
-				if p.Name == self || listed[addr] {
-					continue
-				}
-				listed[addr] = true
-				seeds = append(seeds, addr)
-				added = true
-				break
-			}
-		}
-		if !added {
-			break
-		}
-	}
-	return seeds
-}
-
-// hash is FNV-1a of key and site: a pod's own, stable choice among peers.
-func hash(key, site string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(key))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(site))
-	return h.Sum64()
-}
-
 func address(ip string, port int) string {
 	if port == 0 {
 		return ip
@@ -417,7 +349,7 @@ func address(ip string, port int) string {
 // injectEnv adds the advertisement and seed variables to every container
 // and init container; a variable the user already defined in env is left
 // alone (checkUserSiteEnv has refused a STAGE_SITE that is not the site).
-func injectEnv(pod *corev1.Pod, cfg config, site string, seeds []string) {
+func injectEnv(pod *corev1.Pod, cfg config, site string, seeds []string, seedURL string) {
 	vars := []corev1.EnvVar{
 		{Name: api.EnvAdvertiseIP, ValueFrom: fieldRef("status.hostIP")},
 		{Name: api.EnvNodeName, ValueFrom: fieldRef("spec.nodeName")},
@@ -432,6 +364,9 @@ func injectEnv(pod *corev1.Pod, cfg config, site string, seeds []string) {
 		corev1.EnvVar{Name: api.EnvPeerSeeds, Value: strings.Join(seeds, ",")},
 		corev1.EnvVar{Name: api.EnvSeedDNS, Value: fmt.Sprintf("%s.%s.svc.cluster.local", cfg.seedService, pod.Namespace)},
 	)
+	if seedURL != "" {
+		vars = append(vars, corev1.EnvVar{Name: api.EnvSeedURL, Value: SeedURL(seedURL, pod.Namespace, cfg.app, cfg.port)})
+	}
 	for _, c := range containers(pod) {
 		for _, v := range vars {
 			if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v.Name }) {

@@ -95,20 +95,20 @@ func TestSkips(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, d, err := Mutate(tt.pod, tt.nsOpts, view, "")
+			got, d, err := Mutate(tt.pod, tt.nsOpts, view, Options{})
 			if err != nil || d.Mutated || got != tt.pod || !strings.Contains(d.Reason, tt.want) {
 				t.Errorf("= mutated %v reason %q err %v; want skip %q", d.Mutated, d.Reason, err, tt.want)
 			}
 		})
 	}
 	nsPod := pod(func(p *corev1.Pod) { delete(p.Labels, api.LabelInject) })
-	if _, d, err := Mutate(nsPod, map[string]string{api.LabelInject: api.LabelInjectValue}, view, ""); err != nil || !d.Mutated {
+	if _, d, err := Mutate(nsPod, map[string]string{api.LabelInject: api.LabelInjectValue}, view, Options{}); err != nil || !d.Mutated {
 		t.Errorf("namespace opt-in not honoured: %v %v", d, err)
 	}
 }
 
 func TestSpreadAcrossAllSites(t *testing.T) {
-	got, _, err := Mutate(pod(annotate(api.AnnotationPort, "30303")), nil, view, "")
+	got, _, err := Mutate(pod(annotate(api.AnnotationPort, "30303")), nil, view, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestSpreadAcrossAllSites(t *testing.T) {
 // where pods admitted but not yet scheduled are at no site: the scheduler
 // spreads it (maxSkew 1, DoNotSchedule), counting the pods it just placed.
 func TestOnePerSiteSpreadsOtherPods(t *testing.T) {
-	got, _, err := Mutate(pod(annotate(api.AnnotationPlacement, PlacementOnePerSite), annotate(api.AnnotationSeeds, "2")), nil, view, "")
+	got, _, err := Mutate(pod(annotate(api.AnnotationPlacement, PlacementOnePerSite), annotate(api.AnnotationSeeds, "2")), nil, view, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestOnePerSiteSpreadsOtherPods(t *testing.T) {
 	// selector. A pod created from it is still the webhook's.
 	stored := got.DeepCopy()
 	stored.Spec.TopologySpreadConstraints[0].LabelSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "pod-template-hash", Operator: metav1.LabelSelectorOpIn, Values: []string{"5dd7b5d849"}}}
-	if again, _, err := Mutate(stored, nil, view, ""); err != nil || !equality.Semantic.DeepEqual(again, stored) {
+	if again, _, err := Mutate(stored, nil, view, Options{}); err != nil || !equality.Semantic.DeepEqual(again, stored) {
 		t.Errorf("a stored one-per-site pod mutated again: err %v, changed %v", err, !equality.Semantic.DeepEqual(again, stored))
 	}
 	if site, _ := env(got, api.EnvSite); !equality.Semantic.DeepEqual(site, zoneSiteVar) {
@@ -179,7 +179,7 @@ func TestOnePerSiteSpreadsOtherPods(t *testing.T) {
 	user := pod(annotate(api.AnnotationPlacement, PlacementOnePerSite), func(p *corev1.Pod) {
 		p.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 2, TopologyKey: api.LabelSite, WhenUnsatisfiable: corev1.ScheduleAnyway}}
 	})
-	_, _, err = Mutate(user, nil, view, "")
+	_, _, err = Mutate(user, nil, view, Options{})
 	wantErr := "kubectl-stage.io/placement=one-per-site spreads the pods itself (maxSkew 1, DoNotSchedule on kubectl-stage.io/site over the app's pods), " +
 		"but the pod has its own spread constraint on kubectl-stage.io/site: remove it, or use kubectl-stage.io/placement=spread to keep yours"
 	if err == nil || err.Error() != wantErr {
@@ -201,7 +201,7 @@ func TestMergesWithUserAffinityAndEnv(t *testing.T) {
 		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: api.EnvPeerSeeds, Value: "1.2.3.4:1"}}
 		p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
 	})
-	got, _, err := Mutate(user, nil, view, "")
+	got, _, err := Mutate(user, nil, view, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestMergesWithUserAffinityAndEnv(t *testing.T) {
 
 func TestIdempotent(t *testing.T) {
 	for _, placement := range []string{PlacementSpread, PlacementOnePerSite} {
-		once, _, err := Mutate(pod(annotate(api.AnnotationPlacement, placement), annotate(api.AnnotationPort, "4001")), nil, view, "")
+		once, _, err := Mutate(pod(annotate(api.AnnotationPlacement, placement), annotate(api.AnnotationPort, "4001")), nil, view, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +243,7 @@ func TestIdempotent(t *testing.T) {
 		// still change nothing.
 		busier := StaticView{SiteNames: view.SiteNames, PeersByApp: map[string][]Peer{"p2p/gossip": append(slices.Clone(view.PeersByApp["p2p/gossip"]),
 			Peer{Name: "gossip-7", Site: "frankfurt", HostIP: "10.23.0.9", Ready: true})}}
-		twice, _, err := Mutate(once, nil, busier, "")
+		twice, _, err := Mutate(once, nil, busier, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +254,7 @@ func TestIdempotent(t *testing.T) {
 }
 
 func TestFirstPeerGetsNoSeeds(t *testing.T) {
-	got, _, err := Mutate(pod(func(p *corev1.Pod) { p.Labels["app"] = "fresh" }), nil, view, "")
+	got, _, err := Mutate(pod(func(p *corev1.Pod) { p.Labels["app"] = "fresh" }), nil, view, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,14 +269,14 @@ func TestSeedCountLimits(t *testing.T) {
 		many[i] = Peer{Name: fmt.Sprintf("p-%d", i), Site: []string{"a", "b", "c"}[i%3], HostIP: fmt.Sprintf("10.23.%d.%d", i/250, i%250+1), Ready: true, HostNetwork: true}
 	}
 	big := StaticView{SiteNames: []string{"a", "b", "c"}, PeersByApp: map[string][]Peer{"p2p/gossip": many}}
-	got, _, err := Mutate(pod(annotate(api.AnnotationSeeds, "256")), nil, big, "")
+	got, _, err := Mutate(pod(annotate(api.AnnotationSeeds, "256")), nil, big, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if seeds, _ := env(got, api.EnvPeerSeeds); strings.Count(seeds.Value, ",") != 255 {
 		t.Errorf("got %d seeds, want 256", strings.Count(seeds.Value, ",")+1)
 	}
-	none, _, _ := Mutate(pod(annotate(api.AnnotationSeeds, "0")), nil, big, "")
+	none, _, _ := Mutate(pod(annotate(api.AnnotationSeeds, "0")), nil, big, Options{})
 	if seeds, _ := env(none, api.EnvPeerSeeds); seeds.Value != "" {
 		t.Errorf("seeds=0 gave %q", seeds.Value)
 	}
@@ -302,13 +302,13 @@ func TestMalformedAnnotations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := Mutate(tt.pod, nil, view, "")
+			_, _, err := Mutate(tt.pod, nil, view, Options{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %v, want %q", err, tt.want)
 			}
 		})
 	}
-	if _, _, err := Mutate(pod(), nil, StaticView{}, ""); err == nil || !strings.Contains(err.Error(), "no site is known yet") {
+	if _, _, err := Mutate(pod(), nil, StaticView{}, Options{}); err == nil || !strings.Contains(err.Error(), "no site is known yet") {
 		t.Errorf("no sites: %v", err)
 	}
 }
@@ -334,7 +334,7 @@ func TestOnePerSitePlacesStatefulSetPodsByOrdinal(t *testing.T) {
 				controller := true
 				p.OwnerReferences = []metav1.OwnerReference{{Kind: tt.ownerKind, Name: tt.owner, Controller: &controller}}
 			})
-			got, _, err := Mutate(p, nil, view, "")
+			got, _, err := Mutate(p, nil, view, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

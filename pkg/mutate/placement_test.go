@@ -44,11 +44,11 @@ func setEnv(e corev1.EnvVar) func(*corev1.Pod) {
 // pass changes nothing.
 func mutateTwice(t *testing.T, pod *corev1.Pod) (*corev1.Pod, Decision, error) {
 	t.Helper()
-	got, d, err := Mutate(pod, nil, view, "")
+	got, d, err := Mutate(pod, nil, view, Options{})
 	if err != nil {
 		return got, d, err
 	}
-	again, _, err := Mutate(got, nil, view, "")
+	again, _, err := Mutate(got, nil, view, Options{})
 	if err != nil || !equality.Semantic.DeepEqual(got, again) {
 		t.Errorf("mutating the mutated pod changed it (err %v)", err)
 	}
@@ -210,14 +210,14 @@ func TestSeedsAreReachableAndDistinct(t *testing.T) {
 		{Name: "d", Site: "osaka", HostIP: "10.23.0.12", HostPorts: []int32{4001}, Ready: true},
 		{Name: "e", Site: "frankfurt", HostIP: "10.23.0.13", HostPorts: []int32{9999}, Ready: true}, // another port
 	}}}
-	got, _, err := Mutate(pod(annotate(api.AnnotationPort, "4001"), annotate(api.AnnotationSeeds, "10")), nil, v, "")
+	got, _, err := Mutate(pod(annotate(api.AnnotationPort, "4001"), annotate(api.AnnotationSeeds, "10")), nil, v, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if seeds, _ := env(got, api.EnvPeerSeeds); !sameSeeds(seeds.Value, "10.23.0.12:4001", "10.23.0.10:4001") {
 		t.Errorf("seeds = %q, want each reachable address once", seeds.Value)
 	}
-	ipOnly, _, err := Mutate(pod(annotate(api.AnnotationSeeds, "10")), nil, v, "")
+	ipOnly, _, err := Mutate(pod(annotate(api.AnnotationSeeds, "10")), nil, v, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestSeedsSpreadOverPeers(t *testing.T) {
 			chosen := map[string]int{}
 			for i := range 1000 {
 				name := fmt.Sprintf("gossip-new-%d", i)
-				got, _, err := Mutate(pod(annotate(api.AnnotationSeeds, fmt.Sprint(tt.seeds)), func(p *corev1.Pod) { p.Name = name }), nil, v, "")
+				got, _, err := Mutate(pod(annotate(api.AnnotationSeeds, fmt.Sprint(tt.seeds)), func(p *corev1.Pod) { p.Name = name }), nil, v, Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -86,7 +86,7 @@ func TestSeedsArePerPod(t *testing.T) {
 	v := StaticView{SiteNames: []string{"osaka", "tokyo"}, PeersByApp: map[string][]Peer{"p2p/gossip": peersOver(100, "osaka", "tokyo")}}
 	seedsOf := func(name, key string) string {
 		t.Helper()
-		got, _, err := Mutate(pod(func(p *corev1.Pod) { p.Name = name }), nil, v, key)
+		got, _, err := Mutate(pod(func(p *corev1.Pod) { p.Name = name }), nil, v, Options{SeedKey: key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func TestSeedsNeverThePodItself(t *testing.T) {
 	peers := peersOver(4, "tokyo")
 	v := StaticView{SiteNames: []string{"tokyo"}, PeersByApp: map[string][]Peer{"p2p/gossip": peers}}
 	for _, self := range peers {
-		got, _, err := Mutate(pod(annotate(api.AnnotationSeeds, "10"), func(p *corev1.Pod) { p.Name = self.Name }), nil, v, "")
+		got, _, err := Mutate(pod(annotate(api.AnnotationSeeds, "10"), func(p *corev1.Pod) { p.Name = self.Name }), nil, v, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +139,7 @@ func TestPeersUnreadable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, d, err := Mutate(tt.pod, nil, tt.view, "")
+			got, d, err := Mutate(tt.pod, nil, tt.view, Options{})
 			if err != nil || !d.Mutated {
 				t.Fatalf("mutated %t, err %v: want the pod mutated", d.Mutated, err)
 			}
@@ -152,10 +152,121 @@ func TestPeersUnreadable(t *testing.T) {
 			if seeds, ok := env(got, api.EnvPeerSeeds); !ok || (tt.wantErr != "" && seeds.Value != "") {
 				t.Errorf("%s = %+v, want it set (empty without peers)", api.EnvPeerSeeds, seeds)
 			}
-			again, _, err := Mutate(got, nil, tt.view, "")
+			again, _, err := Mutate(got, nil, tt.view, Options{})
 			if err != nil || again.Annotations[AnnotationSeedsInjected] != got.Annotations[AnnotationSeedsInjected] {
 				t.Errorf("a second pass changed the note to %q (err %v)", again.Annotations[AnnotationSeedsInjected], err)
 			}
 		})
 	}
+}
+
+// STAGE_SEED_URL is injected, after the variables it refers to, only when
+// the webhook serves a seed endpoint, and a second pass leaves it alone.
+func TestSeedURL(t *testing.T) {
+	tests := []struct {
+		name string
+		base string
+		pod  *corev1.Pod
+		want string // "" for not injected
+	}{
+		{"no endpoint", "", pod(annotate(api.AnnotationPort, "7946")), ""},
+		{"with the pod's port", "http://stage-seeds.kubectl-stage-system.svc:8082", pod(annotate(api.AnnotationPort, "7946")),
+			"http://stage-seeds.kubectl-stage-system.svc:8082/seeds/p2p/gossip?site=$(STAGE_SITE)&port=7946&key=$(STAGE_POD_NAME)"},
+		{"bare IPs", "http://10.23.0.1:8082", pod(),
+			"http://10.23.0.1:8082/seeds/p2p/gossip?site=$(STAGE_SITE)&key=$(STAGE_POD_NAME)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _, err := Mutate(tt.pod, nil, view, Options{SeedURL: tt.base})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, ok := env(got, api.EnvSeedURL)
+			if ok != (tt.want != "") || v.Value != tt.want {
+				t.Fatalf("%s = %q (set %t), want %q", api.EnvSeedURL, v.Value, ok, tt.want)
+			}
+			if !ok {
+				return
+			}
+			// The kubelet expands $(VAR) only from variables defined before.
+			names := []string{}
+			for _, e := range got.Spec.Containers[0].Env {
+				names = append(names, e.Name)
+			}
+			if i := slices.Index(names, api.EnvSeedURL); i < slices.Index(names, api.EnvSite) || i < slices.Index(names, api.EnvPodName) {
+				t.Errorf("%s comes before the variables it refers to: %v", api.EnvSeedURL, names)
+			}
+			again, _, err := Mutate(got, nil, view, Options{SeedURL: "http://elsewhere:1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := env(again, api.EnvSeedURL); v.Value != tt.want {
+				t.Errorf("re-mutation changed %s to %q", api.EnvSeedURL, v.Value)
+			}
+		})
+	}
+}
+
+// The seed list of an asker: other sites first, spread over them, its own
+// site last, a peer never listed twice, at most N.
+func TestSeedsFor(t *testing.T) {
+	x := NewIndex()
+	for node, site := range map[string]string{"tokyo-1": "tokyo", "tokyo-2": "tokyo", "osaka-1": "osaka", "frankfurt-1": "frankfurt"} {
+		x.SetNode(node, site)
+	}
+	for i, p := range []Peer{
+		{Name: "g-0", Node: "tokyo-1", HostIP: "10.23.0.2"},
+		{Name: "g-1", Node: "tokyo-2", HostIP: "10.23.0.3"},
+		{Name: "g-2", Node: "osaka-1", HostIP: "10.23.0.4"},
+		{Name: "g-3", Node: "frankfurt-1", HostIP: "10.23.0.5"},
+	} {
+		p.Ready, p.HostNetwork, p.Port = true, true, 7946
+		if i == 3 {
+			p.Port = 7000 // a straggler still on an old port
+		}
+		x.SetPod("p2p", "gossip", p)
+	}
+	tests := []struct {
+		name string
+		q    SeedQuery
+		want []string // "site:address"
+	}{
+		// The orders follow FNV-1a of the key: fixed, and different per key.
+		{"from tokyo, all", SeedQuery{Site: "tokyo", Port: 7946, N: 10},
+			[]string{"frankfurt:10.23.0.5:7946", "osaka:10.23.0.4:7946", "tokyo:10.23.0.3:7946", "tokyo:10.23.0.2:7946"}},
+		{"from tokyo, two: other sites only", SeedQuery{Site: "tokyo", Port: 7946, N: 2},
+			[]string{"frankfurt:10.23.0.5:7946", "osaka:10.23.0.4:7946"}},
+		{"not the asker itself", SeedQuery{Site: "tokyo", Self: "g-1", Port: 7946, N: 10},
+			[]string{"frankfurt:10.23.0.5:7946", "osaka:10.23.0.4:7946", "tokyo:10.23.0.2:7946"}},
+		{"another key, from osaka: its own site after every other", SeedQuery{Key: "g-9", Site: "osaka", N: 10},
+			[]string{"tokyo:10.23.0.2", "frankfurt:10.23.0.5", "tokyo:10.23.0.3", "osaka:10.23.0.4"}},
+		{"none asked", SeedQuery{Site: "tokyo", N: 0}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			_ = x.Peers("p2p", "gossip", func(r *ReadyPeers) {
+				for _, s := range SeedsFor(r, tt.q) {
+					got = append(got, s.Site+":"+s.Address)
+				}
+			})
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("seeds = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	_ = x.Peers("p2p", "gossip", func(r *ReadyPeers) {
+		if r.Len() != 4 || r.AdvertisedPort() != 7946 {
+			t.Errorf("Len = %d, AdvertisedPort = %d; want 4, 7946", r.Len(), r.AdvertisedPort())
+		}
+	})
+	// Peers leaving change the count and the port most advertise.
+	x.DeletePod("p2p", "g-0")
+	x.DeletePod("p2p", "g-1")
+	x.SetPod("p2p", "gossip", Peer{Name: "g-2", Node: "osaka-1", HostIP: "10.23.0.4", HostNetwork: true, Port: 7946}) // not ready
+	_ = x.Peers("p2p", "gossip", func(r *ReadyPeers) {
+		if r.Len() != 1 || r.AdvertisedPort() != 7000 {
+			t.Errorf("after leaving: Len = %d, AdvertisedPort = %d; want 1, 7000", r.Len(), r.AdvertisedPort())
+		}
+	})
 }

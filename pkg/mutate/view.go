@@ -19,6 +19,9 @@ type Peer struct {
 	// whether its node's IP reaches it at all.
 	HostNetwork bool
 	HostPorts   []int32
+	// Port is the port it advertises (its annotation kubectl-stage.io/port),
+	// 0 when it has none.
+	Port int
 }
 
 // View is what the mutation may know about the cluster.

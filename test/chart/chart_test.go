@@ -203,6 +203,41 @@ func TestChartOptions(t *testing.T) {
 	}
 }
 
+// The seed endpoint: its own port and Service, its URL given to the
+// webhook to inject; off, neither.
+func TestChartSeeds(t *testing.T) {
+	args := func(objs map[string]*unstructured.Unstructured) []string {
+		return convert[appsv1.Deployment](t, objs["Deployment/stage-kubectl-stage-webhook"]).Spec.Template.Spec.Containers[0].Args
+	}
+	_, objs := render(t)
+	svc := convert[corev1.Service](t, objs["Service/stage-kubectl-stage-seeds"])
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8082 || svc.Spec.Ports[0].TargetPort.String() != "seeds" || svc.Spec.Selector["app.kubernetes.io/component"] != "webhook" {
+		t.Errorf("seeds Service: %+v", svc.Spec)
+	}
+	for _, want := range []string{"--seeds-bind-address=:8082", "--seed-url=http://stage-kubectl-stage-seeds." + namespace + ".svc:8082", "--on-view-error=deny"} {
+		if !slices.Contains(args(objs), want) {
+			t.Errorf("webhook args %v lack %s", args(objs), want)
+		}
+	}
+	webhookSvc := convert[corev1.Service](t, objs["Service/stage-kubectl-stage-webhook"])
+	for _, p := range webhookSvc.Spec.Ports {
+		if p.Name == "seeds" {
+			t.Error("the seed endpoint is on the webhook's Service, which the API server calls")
+		}
+	}
+	_, own := render(t, "seeds.url=http://10.23.0.1:8082/", "webhook.onViewError=warn")
+	for _, want := range []string{"--seed-url=http://10.23.0.1:8082", "--on-view-error=warn"} {
+		if !slices.Contains(args(own), want) {
+			t.Errorf("webhook args %v lack %s", args(own), want)
+		}
+	}
+	_, off := render(t, "seeds.enabled=false")
+	if off["Service/stage-kubectl-stage-seeds"] != nil || !slices.Contains(args(off), "--seeds-bind-address=0") ||
+		slices.ContainsFunc(args(off), func(a string) bool { return strings.HasPrefix(a, "--seed-url") }) {
+		t.Errorf("seeds off: Service rendered %v, args %v", off["Service/stage-kubectl-stage-seeds"] != nil, args(off))
+	}
+}
+
 // TestChartAppliesToAPIServer applies the rendered chart to a real API
 // server: what a cluster accepts, with its validation and defaulting.
 func TestChartAppliesToAPIServer(t *testing.T) {
@@ -383,6 +418,9 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"serviceAccount.create=false", "serviceAccount.name is required when serviceAccount.create is false"},
 		{"k8sServiceHost=https://10.23.0.1", "at '/k8sServiceHost': 'https://10.23.0.1' does not match pattern"},
 		{"podDisruptionBudget.maxUnavailable=1", "podDisruptionBudget: set minAvailable or maxUnavailable, not both"},
+		{"webhook.onViewError=maybe", "at '/webhook/onViewError': value must be one of 'deny', 'warn'"},
+		{"seeds.port=8081", "health.port and seeds.port are both 8081: give each endpoint its own port"},
+		{"seeds.url=http://10.23.0.1:8082/seeds", "at '/seeds/url': 'http://10.23.0.1:8082/seeds' does not match pattern"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			out, err := exec.Command(tools.Helm, "template", "stage", chartDir, "--set", tc.set).CombinedOutput()

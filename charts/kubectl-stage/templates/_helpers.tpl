@@ -64,7 +64,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* Refuses values that the schema cannot check: ports that collide. */}}
 {{- define "kubectl-stage.validate" -}}
 {{- $ports := dict -}}
-{{- range $name, $port := dict "webhook.port" .Values.webhook.port "metrics.port" .Values.metrics.port "health.port" .Values.health.port -}}
+{{- $named := dict "webhook.port" .Values.webhook.port "metrics.port" .Values.metrics.port "health.port" .Values.health.port -}}
+{{- if .Values.seeds.enabled -}}{{- $_ := set $named "seeds.port" .Values.seeds.port -}}{{- end -}}
+{{- range $name, $port := $named -}}
 {{- $key := toString $port -}}
 {{- if hasKey $ports $key -}}
 {{- fail (printf "%s and %s are both %s: give each endpoint its own port" (get $ports $key) $name $key) -}}
@@ -74,4 +76,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and .Values.podDisruptionBudget.minAvailable .Values.podDisruptionBudget.maxUnavailable -}}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (set the other to null)" -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "kubectl-stage.seedsName" -}}
+{{- printf "%s-seeds" (include "kubectl-stage.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The URL peers reach the seed endpoint at: seeds.url, or the seeds Service. */}}
+{{- define "kubectl-stage.seedURL" -}}
+{{- .Values.seeds.url | default (printf "http://%s.%s.svc:%v" (include "kubectl-stage.seedsName" .) .Release.Namespace .Values.seeds.port) | trimSuffix "/" -}}
 {{- end -}}

@@ -9,11 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,19 +32,25 @@ type Config struct {
 	Advertise string
 	// Listen is where the node serves; by default the advertise address, so
 	// that peers can only reach it over the overlay.
-	Listen   string
-	Seeds    []string
+	Listen string
+	Seeds  []string
+	// SeedURL is the stage seed endpoint (STAGE_SEED_URL): asked for the
+	// current peers while this node knows no live one, so that a node whose
+	// seeds have all left finds the network again.
+	SeedURL string
+	// Reseed is the least time between two questions to SeedURL.
+	Reseed   time.Duration
 	Interval time.Duration
 	Fanout   int
 }
 
 // ConfigFromEnv reads what the stage webhook injects: STAGE_POD_NAME,
-// STAGE_SITE, STAGE_ADVERTISE_ADDR (or STAGE_ADVERTISE_IP with port) and
-// STAGE_PEER_SEEDS (comma-separated ip:port).
+// STAGE_SITE, STAGE_ADVERTISE_ADDR (or STAGE_ADVERTISE_IP with port),
+// STAGE_PEER_SEEDS (comma-separated ip:port) and STAGE_SEED_URL.
 func ConfigFromEnv(getenv func(string) string, port int) (Config, error) {
 	c := Config{
 		Name: getenv("STAGE_POD_NAME"), Site: getenv("STAGE_SITE"), Version: getenv("GOSSIP_VERSION"),
-		Advertise: getenv("STAGE_ADVERTISE_ADDR"), Interval: time.Second, Fanout: 3,
+		Advertise: getenv("STAGE_ADVERTISE_ADDR"), SeedURL: getenv("STAGE_SEED_URL"), Interval: time.Second, Fanout: 3,
 	}
 	if c.Name == "" {
 		c.Name, _ = os.Hostname()
@@ -53,15 +62,22 @@ func ConfigFromEnv(getenv func(string) string, port int) (Config, error) {
 		}
 		c.Advertise = net.JoinHostPort(ip, fmt.Sprint(port))
 	}
-	for _, s := range strings.Split(getenv("STAGE_PEER_SEEDS"), ",") {
+	c.Seeds = addresses(strings.Split(getenv("STAGE_PEER_SEEDS"), ","), port)
+	return c, nil
+}
+
+// addresses are the non-empty entries as ip:port, port where they have none.
+func addresses(entries []string, port int) []string {
+	var addrs []string
+	for _, s := range entries {
 		if s = strings.TrimSpace(s); s != "" {
 			if _, _, err := net.SplitHostPort(s); err != nil {
 				s = net.JoinHostPort(s, fmt.Sprint(port))
 			}
-			c.Seeds = append(c.Seeds, s)
+			addrs = append(addrs, s)
 		}
 	}
-	return c, nil
+	return addrs
 }
 
 // Node is a running peer.
@@ -70,6 +86,8 @@ type Node struct {
 	table  *membership.Table
 	client *http.Client
 	log    *slog.Logger
+	// asked is when SeedURL was last asked (only the gossip loop uses it).
+	asked time.Time
 }
 
 // New creates the node; Serve runs it.
@@ -83,8 +101,17 @@ func New(cfg Config, log *slog.Logger) *Node {
 	if cfg.Fanout <= 0 {
 		cfg.Fanout = 3
 	}
+	if cfg.Reseed <= 0 {
+		// The seed endpoint's answers are fresh for 5 s.
+		cfg.Reseed = 5 * time.Second
+	}
 	self := membership.Member{Name: cfg.Name, Site: cfg.Site, Addr: cfg.Advertise, Version: cfg.Version}
-	return &Node{cfg: cfg, table: membership.New(self, nil), client: &http.Client{Timeout: 2 * time.Second}, log: log}
+	n := &Node{cfg: cfg, table: membership.New(self, nil), client: &http.Client{Timeout: 2 * time.Second}, log: log}
+	if len(cfg.Seeds) > 0 {
+		// Its seeds first: the endpoint only once they have had a chance.
+		n.asked = time.Now()
+	}
+	return n
 }
 
 // Handler serves POST /gossip (push-pull of views), GET /peers (this
@@ -168,6 +195,7 @@ func (n *Node) round(ctx context.Context) {
 	}
 	if len(peers) == 0 {
 		targets = append(targets, n.cfg.Seeds...)
+		targets = append(targets, n.reseed(ctx)...)
 	}
 	for _, addr := range targets {
 		if err := n.exchange(ctx, addr); err != nil && ctx.Err() == nil {
@@ -175,6 +203,52 @@ func (n *Node) round(ctx context.Context) {
 		}
 	}
 	n.table.Suspect(5 * n.cfg.Interval)
+}
+
+// reseed asks the seed endpoint for the current peers, at most once per
+// cfg.Reseed; nil when there is none, it is too soon, or it fails.
+func (n *Node) reseed(ctx context.Context) []string {
+	if n.cfg.SeedURL == "" || time.Since(n.asked) < n.cfg.Reseed {
+		return nil
+	}
+	n.asked = time.Now()
+	seeds, err := n.askSeeds(ctx)
+	if err != nil {
+		n.log.Info("the seed endpoint did not answer", "url", n.cfg.SeedURL, "err", err)
+		return nil
+	}
+	seeds = slices.DeleteFunc(seeds, func(addr string) bool { return addr == n.cfg.Advertise })
+	n.log.Info("asked the seed endpoint: no live peer known", "seeds", seeds)
+	return seeds
+}
+
+func (n *Node) askSeeds(ctx context.Context) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.cfg.SeedURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	_, port, err := net.SplitHostPort(n.cfg.Advertise)
+	if err != nil {
+		return nil, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, err
+	}
+	return addresses(strings.Split(string(body), "\n"), p), nil
 }
 
 func (n *Node) exchange(ctx context.Context, addr string) error {

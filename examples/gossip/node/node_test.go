@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -24,8 +25,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}{
 		{name: "address and seeds as injected", env: map[string]string{
 			"STAGE_POD_NAME": "gossip-1", "STAGE_SITE": "osaka", "STAGE_ADVERTISE_ADDR": "10.23.0.3:7946",
-			"STAGE_PEER_SEEDS": "10.23.0.2:7946, 10.23.0.4",
-		}, want: Config{Name: "gossip-1", Site: "osaka", Advertise: "10.23.0.3:7946", Seeds: []string{"10.23.0.2:7946", "10.23.0.4:7946"}}},
+			"STAGE_PEER_SEEDS": "10.23.0.2:7946, 10.23.0.4", "STAGE_SEED_URL": "http://seeds:8082/seeds/p2p/gossip?site=osaka",
+		}, want: Config{Name: "gossip-1", Site: "osaka", Advertise: "10.23.0.3:7946", Seeds: []string{"10.23.0.2:7946", "10.23.0.4:7946"},
+			SeedURL: "http://seeds:8082/seeds/p2p/gossip?site=osaka"}},
 		{name: "ip only", env: map[string]string{"STAGE_POD_NAME": "p", "STAGE_ADVERTISE_IP": "10.23.0.9"},
 			want: Config{Name: "p", Advertise: "10.23.0.9:7946"}},
 		{name: "not injected", env: map[string]string{"STAGE_POD_NAME": "p"}, wantErr: true},
@@ -36,7 +38,7 @@ func TestConfigFromEnv(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err %v", err)
 			}
-			if err == nil && (got.Name != tt.want.Name || got.Site != tt.want.Site || got.Advertise != tt.want.Advertise || !slices.Equal(got.Seeds, tt.want.Seeds)) {
+			if err == nil && (got.Name != tt.want.Name || got.Site != tt.want.Site || got.Advertise != tt.want.Advertise || !slices.Equal(got.Seeds, tt.want.Seeds) || got.SeedURL != tt.want.SeedURL) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -75,6 +77,48 @@ func TestNodesFindEachOtherThroughSeeds(t *testing.T) {
 	v, _ := peers(addrs[0])
 	if v.Self != "gossip-0" || v.Members[2].Site != "osaka" && v.Members[1].Site != "osaka" {
 		t.Errorf("view %+v", v)
+	}
+}
+
+// A node started with seeds that are all gone finds the network through
+// the seed endpoint, which lists it too (it must not gossip with itself)
+// and answers in plain text.
+func TestNodeReseedsFromSeedEndpoint(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	live := freeAddr(t)
+	go func() {
+		_ = New(Config{Name: "gossip-live", Site: "tokyo", Advertise: live, Interval: 50 * time.Millisecond}, log).Serve(ctx)
+	}()
+	stale := freeAddr(t) // nothing listens there any more
+	late := freeAddr(t)
+	asked := make(chan string, 100)
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked <- r.Header.Get("Accept")
+		_, _ = fmt.Fprintf(w, "%s\n%s\n", late, live)
+	}))
+	defer endpoint.Close()
+	go func() {
+		_ = New(Config{Name: "gossip-late", Site: "osaka", Advertise: late, Seeds: []string{stale}, SeedURL: endpoint.URL + "/seeds/p2p/gossip",
+			Reseed: 200 * time.Millisecond, Interval: 50 * time.Millisecond}, log).Serve(ctx)
+	}()
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		v, err := peers(late)
+		return err == nil && len(v.Members) == 2, nil
+	})
+	if err != nil {
+		v, _ := peers(late)
+		t.Fatalf("the node with stale seeds never found the live one: %+v", v)
+	}
+	if accept := <-asked; accept != "text/plain" {
+		t.Errorf("asked with Accept %q, want text/plain", accept)
+	}
+	v, _ := peers(late)
+	names := []string{v.Members[0].Name, v.Members[1].Name}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"gossip-late", "gossip-live"}) {
+		t.Errorf("members %v", names)
 	}
 }
 

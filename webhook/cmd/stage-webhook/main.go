@@ -20,6 +20,8 @@ func main() {
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
 	flag.StringVar(&o.HealthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.StringVar(&o.OnViewError, "on-view-error", webhook.OnViewErrorDeny, "when a pod's peers cannot be read: deny (refuse the pod, saying why) or warn (admit it without seeds, with a warning and the annotation kubectl-stage.io/seeds-injected)")
+	flag.StringVar(&o.SeedsAddr, "seeds-bind-address", ":8082", "address of the seed endpoint, GET /seeds/NAMESPACE/APP (plain HTTP, read-only; 0 disables)")
+	flag.StringVar(&o.SeedURL, "seed-url", "", "the seed endpoint's base URL as peers reach it (such as http://stage-seeds.kubectl-stage-system.svc:8082), injected into peers as STAGE_SEED_URL (empty: not injected)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
