@@ -236,3 +236,6 @@ func ValidateSeedURL(v string) error {
 	}
 	return nil
 }
+
+// AddressesOf are the list's addresses, in order (what format=text gives).
+func AddressesOf(l SeedList) []string { return mutate.Addresses(l.Seeds) }

@@ -280,6 +280,13 @@ func (w *deployment) moveSite(ctx context.Context, site string, target *corev1.P
 		tmpl.Spec.NodeSelector = map[string]string{}
 	}
 	tmpl.Spec.NodeSelector[api.LabelSite] = site
+	// The stage webhook refuses a pod pinned to one site while its sites
+	// annotation asks for more (one-per-site over all sites, say): the site
+	// Deployment's pods are the app's peers at that one site.
+	if tmpl.Annotations == nil {
+		tmpl.Annotations = map[string]string{}
+	}
+	tmpl.Annotations[api.AnnotationSites] = site
 
 	existing, err := deployments.Get(ctx, name, metav1.GetOptions{})
 	if err == nil {

@@ -38,11 +38,18 @@ func BuildStage(t testing.TB) string {
 	if bin := os.Getenv("KUBECTL_STAGE_BIN"); bin != "" {
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "kubectl-stage")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-stage")
+	return Build(t, "./cmd/kubectl-stage")
+}
+
+// Build builds the command in pkg (a path in this module, such as
+// ./examples/gossip) into a temporary directory and returns its path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", "build", "-o", bin, pkg)
 	build.Dir = RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/kubectl-stage: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }

@@ -62,7 +62,7 @@ func (r *Report) OverlaySummary() string {
 // Peer is one gossip pod.
 type Peer struct {
 	Pod, Site, Node, HostIP, OverlayIP string
-	Env                                []EnvVar
+	Env                                []harness.EnvVar
 }
 
 // Run plays the whole story and cleans up after itself.
@@ -353,7 +353,7 @@ func (d *demo) peers(ctx context.Context) ([]Peer, error) {
 		}
 		peers = append(peers, Peer{
 			Pod: p.Name, Site: node.Labels[api.LabelSite], Node: p.Spec.NodeName,
-			HostIP: p.Status.HostIP, OverlayIP: rec.OverlayIP.String(), Env: ResolveEnv(p, &p.Spec.Containers[0]),
+			HostIP: p.Status.HostIP, OverlayIP: rec.OverlayIP.String(), Env: harness.ResolveEnv(p, &p.Spec.Containers[0]),
 		})
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.Pod, b.Pod) })
@@ -366,7 +366,7 @@ func (d *demo) printPeers(peers []Peer) {
 	w := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "    POD\tSITE\tNODE\tSTAGE_SITE\tSTAGE_ADVERTISE_ADDR\tSTAGE_PEER_SEEDS")
 	for _, p := range peers {
-		env := EnvMap(p.Env)
+		env := harness.EnvMap(p.Env)
 		fmt.Fprintf(w, "    %s\t%s\t%s\t%s\t%s\t%s\n", p.Pod, p.Site, p.Node, env[api.EnvSite], env[api.EnvAdvertiseAddr], orNone(env[api.EnvPeerSeeds]))
 	}
 	_ = w.Flush()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
+	"github.com/kubectl-stage/kubectl-stage/test/harness"
 	"github.com/kubectl-stage/kubectl-stage/test/netns"
 	"github.com/kubectl-stage/kubectl-stage/test/realnode"
 )
@@ -60,7 +61,7 @@ func testDemo(t *testing.T, mode string) {
 	}
 	var seen []string
 	for _, p := range report.Peers {
-		env := EnvMap(p.Env)
+		env := harness.EnvMap(p.Env)
 		seen = append(seen, p.Site)
 		if p.HostIP != p.OverlayIP || env[api.EnvAdvertiseAddr] != p.OverlayIP+":"+appPort || env[api.EnvSite] != p.Site {
 			t.Errorf("peer %s: hostIP %s, overlay %s, env %v", p.Pod, p.HostIP, p.OverlayIP, env)

@@ -70,7 +70,7 @@ func (d *demo) overlay(ctx context.Context, report *Report) error {
 	d.step("starting the gossip peers in their site namespaces with the environment the webhook injected")
 	var addrs = map[string]string{}
 	for _, peer := range report.Peers {
-		env := EnvMap(peer.Env)
+		env := harness.EnvMap(peer.Env)
 		args := []string{"netns", "exec", nsOf[peer.Pod], "env"}
 		for _, e := range peer.Env {
 			args = append(args, e.Name+"="+e.Value)

@@ -60,7 +60,7 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveWebhook(t, c.cp, port, cert, key)
+	serveWebhook(t, c.cp, port, cert, key, stagewebhook.Options{})
 	return c
 }
 
@@ -79,13 +79,14 @@ func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	}
 	key, _ := serving.KeyPEM()
 	port := freePort(t)
-	serveWebhook(t, cp, port, serving.CertificatePEM(), key)
+	serveWebhook(t, cp, port, serving.CertificatePEM(), key, stagewebhook.Options{})
 	return fmt.Sprintf("https://127.0.0.1:%d%s", port, stagewebhook.Path), ca.CertificatePEM()
 }
 
 // serveWebhook runs the real webhook server (TLS, caches, health) on port
-// with the given certificate and waits until it is ready.
-func serveWebhook(t testing.TB, cp *harness.ControlPlane, port int, certPEM, keyPEM []byte) {
+// with the given certificate and the seed endpoint as o has it, and waits
+// until it is ready.
+func serveWebhook(t testing.TB, cp *harness.ControlPlane, port int, certPEM, keyPEM []byte, o stagewebhook.Options) {
 	t.Helper()
 	certDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(certDir, "tls.crt"), certPEM, 0o600); err != nil {
@@ -95,9 +96,8 @@ func serveWebhook(t testing.TB, cp *harness.ControlPlane, port int, certPEM, key
 		t.Fatal(err)
 	}
 	health := freePort(t)
-	mgr, err := stagewebhook.NewManager(cp.Config, stagewebhook.Options{
-		Host: "127.0.0.1", Port: port, CertDir: certDir, MetricsAddr: "0", HealthAddr: "127.0.0.1:" + strconv.Itoa(health),
-	})
+	o.Host, o.Port, o.CertDir, o.MetricsAddr, o.HealthAddr = "127.0.0.1", port, certDir, "0", "127.0.0.1:"+strconv.Itoa(health)
+	mgr, err := stagewebhook.NewManager(cp.Config, o)
 	if err != nil {
 		t.Fatal(err)
 	}
