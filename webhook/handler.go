@@ -6,14 +6,11 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
-	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -122,21 +119,12 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	if !decision.Mutated {
 		return admission.Allowed(decision.Reason).WithWarnings(decision.Warnings...), resultSkipped
 	}
-	// Diff the decoded pod, not the raw request: serializing adds empty
-	// fields (status, resources) that would otherwise turn into patches.
-	original, err := json.Marshal(pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), resultErrored
-	}
-	raw, err := json.Marshal(mutated)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), resultErrored
-	}
-	resp := admission.PatchResponseFromRaw(original, raw).WithWarnings(decision.Warnings...)
-	if len(resp.Patches) == 0 {
+	patches := podPatch(pod, mutated)
+	if len(patches) == 0 {
 		return admission.Allowed("already mutated").WithWarnings(decision.Warnings...), resultSkipped
 	}
-	// A stable order makes responses comparable and logs readable.
-	slices.SortFunc(resp.Patches, func(a, b jsonpatch.JsonPatchOperation) int { return strings.Compare(a.Path, b.Path) })
+	patchType := admissionv1.PatchTypeJSONPatch
+	resp := admission.Response{Patches: patches, AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, PatchType: &patchType}}
+	resp = resp.WithWarnings(decision.Warnings...)
 	return resp, resultPatched
 }

@@ -257,3 +257,4 @@ type failingSource struct{ fixedSource }
 func (failingSource) View(context.Context) (mutate.View, error) {
 	return nil, errors.New("the node cache is still syncing")
 }
+

@@ -69,6 +69,16 @@ func startCluster(t *testing.T) *cluster {
 // returns its URL and CA.
 func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	t.Helper()
+	caPEM, certPEM, keyPEM := loopbackServingCert(t)
+	port := freePort(t)
+	serveWebhook(t, cp, port, certPEM, keyPEM, stagewebhook.Options{})
+	return fmt.Sprintf("https://127.0.0.1:%d%s", port, stagewebhook.Path), caPEM
+}
+
+// loopbackServingCert is a serving certificate for 127.0.0.1 from a CA of
+// its own.
+func loopbackServingCert(t testing.TB) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
 	ca, err := pki.NewCA("stage-webhook-ca", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -77,10 +87,24 @@ func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := serving.KeyPEM()
-	port := freePort(t)
-	serveWebhook(t, cp, port, serving.CertificatePEM(), key, stagewebhook.Options{})
-	return fmt.Sprintf("https://127.0.0.1:%d%s", port, stagewebhook.Path), ca.CertificatePEM()
+	keyPEM, err = serving.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca.CertificatePEM(), serving.CertificatePEM(), keyPEM
+}
+
+// certDir is a directory holding tls.crt and tls.key, as the webhook reads them.
+func certDir(t testing.TB, certPEM, keyPEM []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // serveWebhook runs the real webhook server (TLS, caches, health) on port
@@ -88,15 +112,8 @@ func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 // until it is ready.
 func serveWebhook(t testing.TB, cp *harness.ControlPlane, port int, certPEM, keyPEM []byte, o stagewebhook.Options) {
 	t.Helper()
-	certDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(certDir, "tls.crt"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(certDir, "tls.key"), keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	health := freePort(t)
-	o.Host, o.Port, o.CertDir, o.MetricsAddr, o.HealthAddr = "127.0.0.1", port, certDir, "0", "127.0.0.1:"+strconv.Itoa(health)
+	o.Host, o.Port, o.CertDir, o.MetricsAddr, o.HealthAddr = "127.0.0.1", port, certDir(t, certPEM, keyPEM), "0", "127.0.0.1:"+strconv.Itoa(health)
 	mgr, err := stagewebhook.NewManager(cp.Config, o)
 	if err != nil {
 		t.Fatal(err)
@@ -124,15 +141,14 @@ func serveWebhook(t testing.TB, cp *harness.ControlPlane, port int, certPEM, key
 }
 
 // registerWebhook installs, for benchmarks, a MutatingWebhookConfiguration
-// shaped like the chart's, pointed at url (a do-nothing webhook or ours).
-func registerWebhook(t testing.TB, cp *harness.ControlPlane, url string, caPEM []byte) {
+// named name, shaped like the chart's (Fail, no side effects, 5 s,
+// IfNeeded), that sends url the pods with the labels selected.
+func registerWebhook(t testing.TB, cp *harness.ControlPlane, name, url string, caPEM []byte, selected map[string]string) {
 	t.Helper()
-	exclude := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kubectl-stage-system"},
-	}}}
-	hook := func(name string, ns, obj *metav1.LabelSelector) admissionregistrationv1.MutatingWebhook {
-		return admissionregistrationv1.MutatingWebhook{
-			Name:                    name,
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    name + ".bench.kubectl-stage.io",
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
 			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
 			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
@@ -140,19 +156,11 @@ func registerWebhook(t testing.TB, cp *harness.ControlPlane, url string, caPEM [
 			AdmissionReviewVersions: []string{"v1"},
 			TimeoutSeconds:          ptr.To(int32(5)),
 			ReinvocationPolicy:      ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy),
-			NamespaceSelector:       ns,
-			ObjectSelector:          obj,
-		}
-	}
-	nsOptIn := exclude.DeepCopy()
-	nsOptIn.MatchLabels = map[string]string{api.LabelInject: api.LabelInjectValue}
-	podOptIn := &metav1.LabelSelector{MatchLabels: map[string]string{api.LabelInject: api.LabelInjectValue}}
-	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "kubectl-stage"},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			hook("pods.kubectl-stage.io", exclude, podOptIn),
-			hook("namespaced-pods.kubectl-stage.io", nsOptIn, nil),
-		},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", api.SystemNamespace},
+			}}},
+			ObjectSelector: &metav1.LabelSelector{MatchLabels: selected},
+		}},
 	}
 	if _, err := cp.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
