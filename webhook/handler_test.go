@@ -257,4 +257,3 @@ type failingSource struct{ fixedSource }
 func (failingSource) View(context.Context) (mutate.View, error) {
 	return nil, errors.New("the node cache is still syncing")
 }
-
