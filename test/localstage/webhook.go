@@ -25,6 +25,13 @@ func (d *demo) installWebhook(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The peers run in site namespaces, which do not reach this host's
+	// loopback: the seed endpoint serves here (for curl), its URL is not
+	// injected.
+	seedsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	url := "https://127.0.0.1:" + strconv.Itoa(port)
 	d.step("helm template stage charts/kubectl-stage -n %s --set webhook.url=%s | kubectl apply -f -", api.SystemNamespace, url)
 	cert, key, err := d.cp.InstallChartForURL(ctx, url)
@@ -45,6 +52,7 @@ func (d *demo) installWebhook(ctx context.Context) (stop func(), err error) {
 	daemon, err := harness.StartDaemon("stage-webhook", d.bin.webhook, []string{
 		"--kubeconfig=" + d.kubeconfig, "--host=127.0.0.1", "--port=" + strconv.Itoa(port), "--cert-dir=" + certDir,
 		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(healthPort),
+		"--seeds-bind-address=127.0.0.1:" + strconv.Itoa(seedsPort),
 	}, log)
 	if err != nil {
 		return nil, err
