@@ -123,3 +123,8 @@ const (
 	// split from ("<name>"); LabelSite on it names its site.
 	AnnotationSiteOf = Prefix + "site-of"
 )
+
+// AnnotationPeersEndpoint, on a peer's pod (template), says where the pod
+// serves its own view of the network: "[PORT]/PATH" such as ":7946/peers",
+// read through the API server's pod proxy by `kubectl stage graph`.
+const AnnotationPeersEndpoint = Prefix + "peers-endpoint"

@@ -15,6 +15,7 @@ import (
 	"k8s.io/kubectl/pkg/util/templates"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/completion"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/graph"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/leave"
@@ -77,6 +78,12 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 			Message: "Deploy Commands:",
 			Commands: []*cobra.Command{
 				rollout.NewCmdRollout(factory, streams),
+			},
+		},
+		{
+			Message: "Observe Commands:",
+			Commands: []*cobra.Command{
+				graph.NewCmdGraph(factory, streams),
 			},
 		},
 		{

@@ -2,10 +2,12 @@ package realnode
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 	"github.com/kubectl-stage/kubectl-stage/test/netns"
 )
@@ -129,6 +132,7 @@ func TestRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPeers(t, ctx, c, "v2")
+	checkGraph(t, ctx, c)
 
 	for _, n := range c.Nodes {
 		t.Logf("%s: bash %s.join.sh to Ready in %.1fs; kubelet %d MiB, containerd %d MiB", n.Name, n.Name, n.JoinTime.Seconds(),
@@ -172,6 +176,36 @@ func TestRealNodes(t *testing.T) {
 		}
 	}
 	t.Logf("the whole test took %s", time.Since(started).Round(time.Second))
+}
+
+// checkGraph: kubectl stage graph reads every peer's view through the API
+// server's pod proxy, over the overlay, and finds one component in which
+// each peer knows the other two, both at other sites.
+func checkGraph(t *testing.T, ctx context.Context, c *Cluster) {
+	t.Helper()
+	c.step("kubectl stage graph gossip -n %s", AppNamespace)
+	var g v1alpha1.PeerGraph
+	var out string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if out, err = c.Stage(ctx, "graph", "gossip", "-n", AppNamespace, "-o", "json"); err != nil {
+			return false, nil
+		}
+		g = v1alpha1.PeerGraph{}
+		if err := json.Unmarshal([]byte(out), &g); err != nil {
+			return false, err
+		}
+		want := v1alpha1.GraphSummary{Peers: 3, Answered: 3, Components: 1, Links: 6, CrossSiteLinks: 6, CrossSitePercent: 100}
+		return reflect.DeepEqual(g.Summary, want), nil
+	})
+	if err != nil {
+		t.Fatalf("kubectl stage graph never showed 3 peers that all know each other across sites: %v\n%s", err, out)
+	}
+	table, err := c.Stage(ctx, "graph", "gossip", "-n", AppNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.step("%s", table)
 }
 
 // assertNotJoined checks that nothing of a join is on n's machine: no

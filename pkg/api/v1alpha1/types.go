@@ -27,7 +27,7 @@ var SchemeGroupVersion = schema.GroupVersion{Group: api.Group, Version: "v1alpha
 func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(SchemeGroupVersion,
 		&Site{}, &SiteList{}, &EnrolledNode{}, &EnrolledNodeList{}, &PluginVersion{},
-		&Rollout{}, &RolloutRevision{}, &RolloutRevisionList{})
+		&Rollout{}, &RolloutRevision{}, &RolloutRevisionList{}, &PeerGraph{})
 	return nil
 }
 

@@ -47,6 +47,8 @@ type PrintFlags struct {
 
 	wide   bool
 	noName bool
+	// own are further formats the command renders itself (dot, mermaid).
+	own []string
 }
 
 // NewPrintFlags returns the flags of a command whose human view has a wide
@@ -61,12 +63,19 @@ func (f *PrintFlags) WithoutName() *PrintFlags {
 	return f
 }
 
+// WithFormats adds formats the command renders itself.
+func (f *PrintFlags) WithFormats(formats ...string) *PrintFlags {
+	f.own = append(f.own, formats...)
+	return f
+}
+
 // AllowedFormats lists what -o accepts, the command's own ones first.
 func (f *PrintFlags) AllowedFormats() []string {
 	var formats []string
 	if f.wide {
 		formats = append(formats, OutputWide)
 	}
+	formats = append(formats, f.own...)
 	for _, format := range f.PrintFlags.AllowedFormats() {
 		if !(f.noName && format == "name") {
 			formats = append(formats, format)
@@ -96,7 +105,7 @@ func (f *PrintFlags) Format() string {
 // HumanReadable reports whether the command prints its own view (the
 // default, or wide) rather than an object through a printer.
 func (f *PrintFlags) HumanReadable() bool {
-	return f.Format() == "" || (f.wide && f.Format() == OutputWide)
+	return f.Format() == "" || (f.wide && f.Format() == OutputWide) || slices.Contains(f.own, f.Format())
 }
 
 // Wide reports whether the table should carry its extra columns.

@@ -1,0 +1,116 @@
+package peergraph
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
+)
+
+// Reader reads an app's graph from the cluster: its pods, their nodes'
+// sites, and each peer's view through the API server's pod proxy (no
+// network path from here to the peers is needed).
+type Reader struct {
+	Client kubernetes.Interface
+	// Timeout bounds the reading of one view; Parallel the views read at once.
+	Timeout  time.Duration
+	Parallel int
+}
+
+// Read returns the graph of app's running peers in namespace (pods with
+// the label the stage webhook sets).
+func (r Reader) Read(ctx context.Context, namespace, app string) (*v1alpha1.PeerGraph, error) {
+	selector := labels.Set{api.LabelApp: app}.String()
+	pods, err := r.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := r.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	siteOf := map[string]string{}
+	for _, n := range nodes.Items {
+		siteOf[n.Name] = n.Labels[api.LabelSite]
+	}
+	var peers []Peer
+	endpoints := map[string]Endpoint{}
+	views := map[string]View{}
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			continue
+		}
+		peer := Peer{Pod: p.Name, Node: p.Spec.NodeName, Site: siteOf[p.Spec.NodeName], Endpoint: p.Annotations[api.AnnotationPeersEndpoint]}
+		for _, ip := range append([]string{p.Status.HostIP}, podIPs(&p)...) {
+			if ip != "" {
+				peer.IPs = append(peer.IPs, ip)
+			}
+		}
+		peer.Port, _ = strconv.Atoi(p.Annotations[api.AnnotationPort])
+		peers = append(peers, peer)
+		if peer.Endpoint == "" {
+			views[p.Name] = View{Err: fmt.Errorf("declares no %s annotation", api.AnnotationPeersEndpoint)}
+			continue
+		}
+		if endpoints[p.Name], err = ParseEndpoint(peer.Endpoint); err != nil {
+			views[p.Name] = View{Err: err}
+		}
+	}
+	if len(peers) == 0 {
+		return nil, fmt.Errorf("no running pods of app %q in namespace %q (label %s): check the app's name and namespace (-n)", app, namespace, selector)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, max(r.Parallel, 1))
+	for pod, endpoint := range endpoints {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			view := r.readView(ctx, namespace, pod, endpoint)
+			mu.Lock()
+			defer mu.Unlock()
+			views[pod] = view
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return Build(namespace, app, peers, views), nil
+}
+
+func (r Reader) readView(ctx context.Context, namespace, pod string, e Endpoint) View {
+	if r.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
+		defer cancel()
+	}
+	body, err := r.Client.CoreV1().Pods(namespace).ProxyGet("http", pod, e.Port, e.Path, nil).DoRaw(ctx)
+	if err != nil {
+		return View{Err: fmt.Errorf("GET %s%s through the API server: %w", e.Port, e.Path, err)}
+	}
+	entries, err := ParseView(body)
+	if err != nil {
+		return View{Err: fmt.Errorf("GET %s%s: %w", e.Port, e.Path, err)}
+	}
+	return View{Entries: entries}
+}
+
+func podIPs(p *corev1.Pod) []string {
+	var ips []string
+	for _, ip := range p.Status.PodIPs {
+		ips = append(ips, ip.IP)
+	}
+	return ips
+}
