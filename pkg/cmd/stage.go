@@ -15,6 +15,7 @@ import (
 	"k8s.io/kubectl/pkg/util/templates"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/completion"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/collect"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/graph"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
@@ -84,6 +85,7 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 			Message: "Observe Commands:",
 			Commands: []*cobra.Command{
 				graph.NewCmdGraph(factory, streams),
+				collect.NewCmdCollect(factory, streams),
 			},
 		},
 		{

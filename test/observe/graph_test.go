@@ -54,25 +54,29 @@ func peerAddresses(t *testing.T) []string {
 	return ips
 }
 
-// TestGraph reads three real gossip peers' views through the API server's
-// pod proxy and prints who knows whom; a peer that stops is shown as not
-// answering, and the others drop it.
-func TestGraph(t *testing.T) {
+// peers is a control plane with a kwok node per site and a gossip pod on
+// each, served by a real gossip process at its node's address.
+type peers struct {
+	cp      *harness.ControlPlane
+	daemons map[string]*harness.Daemon
+	logs    string
+}
+
+func startPeers(t *testing.T) *peers {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the peers serve on addresses of an interface the test creates")
 	}
 	ctx := context.Background()
 	ips := peerAddresses(t)
-	cp := harness.StartForTest(t, harness.All())
-	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "p2p"}}, metav1.CreateOptions{}); err != nil {
+	p := &peers{cp: harness.StartForTest(t, harness.All()), daemons: map[string]*harness.Daemon{}, logs: t.TempDir()}
+	if _, err := p.cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "p2p"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	gossip := harness.Build(t, "./examples/gossip")
-	logs := t.TempDir()
-	daemons := map[string]*harness.Daemon{}
 	for i, site := range sites {
 		node := site + "-1"
-		if _, err := cp.AddNode(ctx, harness.Node{Name: node, Site: site, InternalIP: ips[i]}); err != nil {
+		if _, err := p.cp.AddNode(ctx, harness.Node{Name: node, Site: site, InternalIP: ips[i]}); err != nil {
 			t.Fatal(err)
 		}
 		pod := &corev1.Pod{
@@ -80,7 +84,7 @@ func TestGraph(t *testing.T) {
 				Annotations: map[string]string{api.AnnotationPort: fmt.Sprint(gossipPort), api.AnnotationPeersEndpoint: fmt.Sprintf(":%d/peers", gossipPort)}},
 			Spec: corev1.PodSpec{NodeName: node, HostNetwork: true, Containers: []corev1.Container{{Name: "gossip", Image: "gossip:v1"}}},
 		}
-		if _, err := cp.Client.CoreV1().Pods("p2p").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		if _, err := p.cp.Client.CoreV1().Pods("p2p").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		// The first peer seeds the others.
@@ -88,17 +92,31 @@ func TestGraph(t *testing.T) {
 		if i > 0 {
 			env = append(env, fmt.Sprintf("STAGE_PEER_SEEDS=%s:%d", ips[0], gossipPort))
 		}
-		d, err := harness.StartDaemon(pod.Name, "env", append(append([]string{"-i"}, env...), gossip, "--interval=200ms"), filepath.Join(logs, pod.Name+".log"))
+		d, err := harness.StartDaemon(pod.Name, "env", append(append([]string{"-i"}, env...), gossip, "--interval=200ms"), filepath.Join(p.logs, pod.Name+".log"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(d.Stop)
-		daemons[pod.Name] = d
+		p.daemons[pod.Name] = d
 	}
+	return p
+}
 
+// stage runs kubectl stage ARGS against the peers' cluster.
+func (p *peers) stage(args ...string) (string, error) {
+	out, _, err := harness.RunStage(context.Background(), p.cp.Kubeconfig, nil, args...)
+	return out, err
+}
+
+// TestGraph reads three real gossip peers' views through the API server's
+// pod proxy and prints who knows whom; a peer that stops is shown as not
+// answering, and the others drop it.
+func TestGraph(t *testing.T) {
+	ctx := context.Background()
+	p := startPeers(t)
+	cp, daemons, logs := p.cp, p.daemons, p.logs
 	graph := func(args ...string) (string, error) {
-		out, _, err := harness.RunStage(ctx, cp.Kubeconfig, nil, append([]string{"graph", "gossip", "-n", "p2p"}, args...)...)
-		return out, err
+		return p.stage(append([]string{"graph", "gossip", "-n", "p2p"}, args...)...)
 	}
 	until := func(summary string) string {
 		t.Helper()

@@ -12,10 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/cli-runtime/pkg/printers"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
+	"github.com/kubectl-stage/kubectl-stage/pkg/printing"
 )
 
 // Output formats of a command's own human-readable view.
@@ -23,19 +21,6 @@ const (
 	// OutputWide adds columns to a command's table.
 	OutputWide = "wide"
 )
-
-// printScheme knows the Kubernetes types and kubectl-stage.io/v1alpha1, so
-// that every printed object carries its apiVersion and kind.
-var printScheme = func() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}()
 
 // PrintFlags is -o/--output: cli-runtime's printers (json, yaml, name,
 // jsonpath, go-template and their file forms, with --template,
@@ -128,32 +113,22 @@ func (f *PrintFlags) Validate() error {
 }
 
 // Print writes obj with the requested printer, apiVersion and kind set from
-// its type.
+// its type (each item's too, in a list).
 func (f *PrintFlags) Print(obj runtime.Object, out io.Writer) error {
 	printer, err := f.PrintFlags.ToPrinter()
 	if err != nil {
 		return err
 	}
-	printer = printers.NewTypeSetter(printScheme).ToPrinter(printer)
-	if !meta.IsListType(obj) {
-		return printer.PrintObj(obj, out)
-	}
-	// Each item carries its own apiVersion and kind, as in kubectl's lists,
-	// so that one taken out of the list (jq '.items[0]') stands alone.
-	items, err := meta.ExtractList(obj)
-	if err != nil {
+	if err := printing.SetKinds(obj); err != nil {
 		return err
-	}
-	for _, item := range items {
-		kinds, _, err := printScheme.ObjectKinds(item)
-		if err != nil {
-			return err
-		}
-		item.GetObjectKind().SetGroupVersionKind(kinds[0])
 	}
 	// cli-runtime's name printer takes no typed lists: name each item, as
 	// kubectl does after flattening a list.
-	if f.Format() == "name" {
+	if f.Format() == "name" && meta.IsListType(obj) {
+		items, err := meta.ExtractList(obj)
+		if err != nil {
+			return err
+		}
 		for _, item := range items {
 			if err := printer.PrintObj(item, out); err != nil {
 				return err
