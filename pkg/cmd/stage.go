@@ -14,8 +14,8 @@ import (
 	utilcomp "k8s.io/kubectl/pkg/util/completion"
 	"k8s.io/kubectl/pkg/util/templates"
 
-	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/completion"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/collect"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/completion"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/graph"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"

@@ -12,8 +12,8 @@ import (
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
-	"github.com/kubectl-stage/kubectl-stage/pkg/collect"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
+	"github.com/kubectl-stage/kubectl-stage/pkg/collect"
 	"github.com/kubectl-stage/kubectl-stage/pkg/peergraph"
 )
 
