@@ -18,6 +18,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/leave"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/logs"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/rollout"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/sites"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/stageinit"
@@ -77,6 +78,12 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 			Message: "Deploy Commands:",
 			Commands: []*cobra.Command{
 				rollout.NewCmdRollout(factory, streams),
+			},
+		},
+		{
+			Message: "Observe Commands:",
+			Commands: []*cobra.Command{
+				logs.NewCmdLogs(factory, streams),
 			},
 		},
 		{
