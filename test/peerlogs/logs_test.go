@@ -37,7 +37,7 @@ type logFile struct {
 	path string
 }
 
-func (f logFile) append(t *testing.T, at time.Time, texts ...string) {
+func (f logFile) append(t testing.TB, at time.Time, texts ...string) {
 	t.Helper()
 	out, err := os.OpenFile(f.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -62,16 +62,7 @@ func TestLogs(t *testing.T) {
 	var docs []string
 	for _, pod := range []string{"gossip-tokyo", "gossip-paris", "gossip-lima", "gossip-late", "other-tokyo"} {
 		files[pod] = logFile{filepath.Join(dir, pod+".log")}
-		docs = append(docs, fmt.Sprintf(`apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Logs
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  logs:
-  - containers: [gossip]
-    logsFile: %s
-    previousLogsFile: %s`, pod, ns, files[pod].path, files[pod].path+".previous"))
+		docs = append(docs, kwokLogs(pod, files[pod].path))
 	}
 
 	// Two hours ago each peer started; a minute ago they met. The lines
@@ -256,9 +247,23 @@ spec:
 	})
 }
 
-func createPod(t *testing.T, cp *harness.ControlPlane, name, node string, peer bool) {
+// kwokLogs is the kwok document that serves path as the log of pod's
+// container gossip (and path.previous as its previous log).
+func kwokLogs(pod, path string) string {
+	return fmt.Sprintf(`apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Logs
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  logs:
+  - containers: [gossip]
+    logsFile: %s
+    previousLogsFile: %s`, pod, ns, path, path+".previous")
+}
+
+func createPod(t testing.TB, cp *harness.ControlPlane, name, node string, peer bool) {
 	t.Helper()
-	ctx := context.Background()
 	labels := map[string]string{"app": "other"}
 	if peer {
 		labels = map[string]string{"app": "gossip", api.LabelApp: "gossip"}
@@ -267,15 +272,30 @@ func createPod(t *testing.T, cp *harness.ControlPlane, name, node string, peer b
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "gossip", Image: "gossip"}}},
 	}
-	if _, err := cp.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if _, err := cp.Client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		got, err := cp.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		return err == nil && got.Status.Phase == corev1.PodRunning, nil
+	waitRunning(t, cp, 1, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+}
+
+// waitRunning waits until n pods of the list are Running.
+func waitRunning(t testing.TB, cp *harness.ControlPlane, n int, opts metav1.ListOptions) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := cp.Client.CoreV1().Pods(ns).List(ctx, opts)
+		if err != nil {
+			return false, nil
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running == n, nil
 	})
 	if err != nil {
-		t.Fatalf("pod %s is not Running: %v", name, err)
+		t.Fatalf("waiting for %d Running pods (%+v): %v", n, opts, err)
 	}
 }
 

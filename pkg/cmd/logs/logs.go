@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 	"k8s.io/kubectl/pkg/util/term"
@@ -117,7 +119,15 @@ func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, args []string) 
 	if err != nil {
 		return err
 	}
-	client, err := f.KubernetesClientSet()
+	config, err := f.ToRESTConfig()
+	if err != nil {
+		return err
+	}
+	// One request per peer, bounded by --max-log-requests: client-go's
+	// default 5 requests/s would hold 100 peers back for 20 seconds.
+	config = rest.CopyConfig(config)
+	config.QPS, config.Burst = 50, max(300, o.MaxLogRequests)
+	client, err := kubernetes.NewForConfig(config)
 	if err != nil {
 		return err
 	}
