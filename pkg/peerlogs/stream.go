@@ -217,6 +217,14 @@ type follower struct {
 	waiting []Peer
 	seen    map[string]bool // pods that joined (or cannot) once
 	peers   map[int]Peer    // every peer that joined, by Index
+	// joined is each joined pod's peer and its container's restart count
+	// when its stream started.
+	joined map[string]joined
+}
+
+type joined struct {
+	peer     Peer
+	restarts int32
 }
 
 type active struct {
@@ -239,7 +247,7 @@ func (s *Streamer) follow(ctx context.Context, sel labels.Selector, sites *siteC
 	f := &follower{
 		s: s, sites: sites, ctx: ctx, events: &podEvents{signal: make(chan struct{}, 1)},
 		lines: make(chan Line, 1024), ended: make(chan ended),
-		active: map[string]*active{}, seen: map[string]bool{}, peers: map[int]Peer{},
+		active: map[string]*active{}, seen: map[string]bool{}, peers: map[int]Peer{}, joined: map[string]joined{},
 	}
 	if _, err := informer.AddEventHandler(f.events.handler()); err != nil {
 		cancel()
@@ -271,8 +279,12 @@ func (s *Streamer) follow(ctx context.Context, sel labels.Selector, sites *siteC
 		return fmt.Errorf("following %d peers needs %d log streams at once, more than the limit of %d: raise it with --max-log-requests=%d, or choose fewer peers with --site",
 			len(peers), len(peers), s.MaxRequests, len(peers))
 	}
+	byUID := map[string]*corev1.Pod{}
+	for _, pod := range pods {
+		byUID[string(pod.UID)] = pod
+	}
 	for _, p := range peers {
-		f.join(p)
+		f.join(p, restarts(byUID[p.UID], p.Container))
 	}
 	return f.loop()
 }
@@ -332,7 +344,13 @@ func (f *follower) handle(ev podEvent) {
 		f.leave(uid)
 		return
 	}
-	if f.seen[uid] || !HasLog(ev.pod) {
+	if !HasLog(ev.pod) {
+		return
+	}
+	if f.seen[uid] {
+		if j, n, ok := f.restarted(ev.pod); ok {
+			f.join(j.peer, n)
+		}
 		return
 	}
 	f.sites.learn(f.ctx, ev.pod.Spec.NodeName)
@@ -343,14 +361,38 @@ func (f *follower) handle(ev podEvent) {
 		fmt.Fprintf(f.s.ErrOut, "warning: not following %s: %v\n", ev.pod.Name, err)
 	case ok:
 		p.Index = len(f.peers)
-		f.join(p)
+		f.join(p, restarts(ev.pod, p.Container))
 	}
 }
 
+// restarted says whether a joined pod's container restarted after its
+// stream ended (the kubelet ends it when the container stops), with the
+// new restart count: the new run is then followed.
+func (f *follower) restarted(pod *corev1.Pod) (joined, int32, bool) {
+	uid := string(pod.UID)
+	j, ok := f.joined[uid]
+	if !ok || f.active[uid] != nil || slices.ContainsFunc(f.waiting, func(p Peer) bool { return p.UID == uid }) {
+		return joined{}, 0, false
+	}
+	n := restarts(pod, j.peer.Container)
+	return j, n, n > j.restarts
+}
+
+// restarts is the restart count of the pod's container.
+func restarts(pod *corev1.Pod, container string) int32 {
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.Name == container {
+			return c.RestartCount
+		}
+	}
+	return 0
+}
+
 // join starts p's stream, or queues p while MaxRequests streams are open.
-func (f *follower) join(p Peer) {
+func (f *follower) join(p Peer, restarts int32) {
 	f.seen[p.UID] = true
 	f.peers[p.Index] = p
+	f.joined[p.UID] = joined{peer: p, restarts: restarts}
 	if len(f.active) >= f.s.MaxRequests {
 		f.waiting = append(f.waiting, p)
 		fmt.Fprintf(f.s.ErrOut, "waiting: [%s] joins when one of the %d streams (--max-log-requests) ends\n", p.Prefix(), f.s.MaxRequests)
@@ -409,7 +451,7 @@ func (f *follower) startWaiting() {
 	for len(f.waiting) > 0 && len(f.active) < f.s.MaxRequests {
 		p := f.waiting[0]
 		f.waiting = f.waiting[1:]
-		f.join(p)
+		f.join(p, f.joined[p.UID].restarts)
 	}
 }
 

@@ -80,8 +80,9 @@ func TestReadAllFake(t *testing.T) {
 	}
 }
 
-// TestFollowFake: a pod created during the follow joins it, and the
-// follow ends with nil and leaves no goroutine behind when ctx ends.
+// TestFollowFake: a pod created during the follow joins it, a container
+// that restarts after its stream ended is followed again, and the follow
+// ends with nil and leaves no goroutine behind when ctx ends.
 func TestFollowFake(t *testing.T) {
 	before := runtime.NumGoroutine()
 	client := fakeCluster(peerPod("p1", "n1"))
@@ -101,6 +102,17 @@ func TestFollowFake(t *testing.T) {
 	}
 	waitFor(t, &out, "[a/n1/p1] hello\n[b/n2/p2] hello\n")
 	waitFor(t, &errOut, "+ [a/n1/p1]\n+ [b/n2/p2]\n")
+
+	// The fake's log ends at once, as a kubelet's does when the container
+	// stops; the container's next run is read when its restart shows.
+	time.Sleep(100 * time.Millisecond)
+	p1 := peerPod("p1", "n1")
+	p1.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "gossip", RestartCount: 1}}
+	if _, err := client.CoreV1().Pods("p2p").UpdateStatus(ctx, p1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &out, "[a/n1/p1] hello\n[b/n2/p2] hello\n[a/n1/p1] hello\n")
+	waitFor(t, &errOut, "+ [a/n1/p1]\n+ [b/n2/p2]\n+ [a/n1/p1]\n")
 
 	cancel()
 	select {

@@ -31,8 +31,8 @@ var (
 		Deployment, StatefulSet or DaemonSet (its selector finds the pods).
 
 		With -f the peers are followed: a peer that starts later joins the
-		stream, a deleted one leaves it (shown on stderr as + and -), until
-		Ctrl-C. The logs are read through the API server, like kubectl logs,
+		stream, a deleted one leaves it (shown on stderr as + and -), a
+		restarted container is followed in its new run, until Ctrl-C. The logs are read through the API server, like kubectl logs,
 		with at most --max-log-requests streams open at once.`)
 
 	logsExample = templates.Examples(`
