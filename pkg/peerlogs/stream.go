@@ -93,6 +93,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 	pods := make([]*corev1.Pod, len(list.Items))
 	for i := range list.Items {
 		pods[i] = &list.Items[i]
+		sites.learn(ctx, pods[i].Spec.NodeName)
 	}
 	peers, err := Select(pods, sites.of, s.Sites, s.Container)
 	if err != nil {
@@ -266,7 +267,9 @@ func (s *Streamer) follow(ctx context.Context, sel labels.Selector, sites *siteC
 
 	var pods []*corev1.Pod
 	for _, obj := range informer.GetStore().List() {
-		pods = append(pods, obj.(*corev1.Pod))
+		pod := obj.(*corev1.Pod)
+		sites.learn(ctx, pod.Spec.NodeName)
+		pods = append(pods, pod)
 	}
 	peers, err := Select(pods, sites.of, s.Sites, s.Container)
 	if err != nil {
