@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/access"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 )
 
@@ -72,6 +74,9 @@ type Streamer struct {
 // joining and leaving as their pods come and go. An interrupted run (ctx
 // cancelled) is not an error.
 func (s *Streamer) Run(ctx context.Context) error {
+	if err := access.CheckRead(ctx, s.Client, fmt.Sprintf("read the logs of %s in namespace %s", s.Target, s.Namespace), s.rules()); err != nil {
+		return err
+	}
 	sel, err := s.Target.Selector(ctx, s.Client, s.Namespace)
 	if err != nil {
 		return err
@@ -103,6 +108,22 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return s.Target.NoPodsError(s.Namespace, sel, s.Sites)
 	}
 	return s.readAll(ctx, peers)
+}
+
+// rules are the permissions Run needs.
+func (s *Streamer) rules() []access.Rule {
+	rules := []access.Rule{
+		{Verb: "list", Resource: "nodes"},
+		{Verb: "list", Resource: "pods", Namespace: s.Namespace},
+		{Verb: "get", Resource: "pods", Subresource: "log", Namespace: s.Namespace},
+	}
+	if s.Request.Follow {
+		rules = append(rules, access.Rule{Verb: "watch", Resource: "pods", Namespace: s.Namespace})
+	}
+	if s.Target.Kind != "" {
+		rules = append(rules, access.Rule{Verb: "get", Group: "apps", Resource: strings.ToLower(s.Target.Kind) + "s", Namespace: s.Namespace})
+	}
+	return rules
 }
 
 // readAll reads every peer's log to its end, at most MaxRequests at once,

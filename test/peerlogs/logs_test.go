@@ -19,6 +19,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -183,6 +184,37 @@ func TestLogs(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("missing permission", func(t *testing.T) {
+		// dev may read pods in p2p, but neither their logs nor the nodes.
+		role := &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: "pod-reader", Namespace: ns},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
+		}
+		binding := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "dev-pod-reader", Namespace: ns},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "dev"}},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-reader"},
+		}
+		if _, err := cp.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cp.Client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		dev, err := cp.UserConfig("dev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = harness.RunStage(ctx, harness.WriteKubeconfig(t, dev), nil, "logs", "gossip", "-n", ns, "-f")
+		want := `missing permission to read the logs of app "gossip" in namespace p2p. You may not:
+  - list nodes (cluster-wide)   (check: kubectl auth can-i list nodes)
+  - get pods/log in namespace p2p   (check: kubectl auth can-i get pods --subresource=log -n p2p)
+ask a cluster administrator to grant these verbs (for example through a ClusterRole bound to you), or use a kubeconfig context that has them`
+		if err == nil || err.Error() != want {
+			t.Fatalf("error:\n%v\nwant:\n%s", err, want)
+		}
+	})
 
 	t.Run("follow", func(t *testing.T) {
 		bin := harness.BuildStage(t)
