@@ -15,18 +15,27 @@ import (
 
 // Rule is one permission a command needs.
 type Rule struct {
-	Verb      string
-	Group     string
-	Resource  string
-	Namespace string
+	Verb        string
+	Group       string
+	Resource    string
+	Subresource string
+	Namespace   string
 }
 
-// resource is the resource as kubectl names it: "pods", "deployments.apps".
-func (r Rule) resource() string {
+// kind is the resource as kubectl names it: "pods", "deployments.apps".
+func (r Rule) kind() string {
 	if r.Group == "" {
 		return r.Resource
 	}
 	return r.Resource + "." + r.Group
+}
+
+// resource is kind with the subresource: "pods/log".
+func (r Rule) resource() string {
+	if r.Subresource == "" {
+		return r.kind()
+	}
+	return r.kind() + "/" + r.Subresource
 }
 
 func (r Rule) String() string {
@@ -38,7 +47,10 @@ func (r Rule) String() string {
 
 // canI is the kubectl command that checks the rule.
 func (r Rule) canI() string {
-	cmd := fmt.Sprintf("kubectl auth can-i %s %s", r.Verb, r.resource())
+	cmd := fmt.Sprintf("kubectl auth can-i %s %s", r.Verb, r.kind())
+	if r.Subresource != "" {
+		cmd += " --subresource=" + r.Subresource
+	}
 	if r.Namespace != "" {
 		cmd += " -n " + r.Namespace
 	}
@@ -46,14 +58,23 @@ func (r Rule) canI() string {
 }
 
 // Check asks the API server (SelfSubjectAccessReview) about every rule and
-// returns one error naming all that are denied.
+// returns one error naming all that are denied, before a command writes.
 func Check(ctx context.Context, client kubernetes.Interface, action string, rules []Rule) error {
+	return check(ctx, client, action, "; nothing was changed", rules)
+}
+
+// CheckRead is Check for a command that only reads.
+func CheckRead(ctx context.Context, client kubernetes.Interface, action string, rules []Rule) error {
+	return check(ctx, client, action, "", rules)
+}
+
+func check(ctx context.Context, client kubernetes.Interface, action, unchanged string, rules []Rule) error {
 	var denied []Rule
 	for _, r := range rules {
 		review := &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Verb: r.Verb, Group: r.Group, Resource: r.Resource, Namespace: r.Namespace,
+					Verb: r.Verb, Group: r.Group, Resource: r.Resource, Subresource: r.Subresource, Namespace: r.Namespace,
 				},
 			},
 		}
@@ -69,7 +90,7 @@ func Check(ctx context.Context, client kubernetes.Interface, action string, rule
 		return nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "missing permission to %s; nothing was changed. You may not:", action)
+	fmt.Fprintf(&b, "missing permission to %s%s. You may not:", action, unchanged)
 	for _, r := range denied {
 		fmt.Fprintf(&b, "\n  - %s   (check: %s)", r, r.canI())
 	}

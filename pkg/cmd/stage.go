@@ -20,6 +20,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/leave"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/logs"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/rollout"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/sites"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/stageinit"
@@ -84,6 +85,7 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 		{
 			Message: "Observe Commands:",
 			Commands: []*cobra.Command{
+				logs.NewCmdLogs(factory, streams),
 				graph.NewCmdGraph(factory, streams),
 				collect.NewCmdCollect(factory, streams),
 			},

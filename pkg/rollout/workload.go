@@ -47,11 +47,18 @@ func ParseRef(arg, namespace string) (Ref, error) {
 	if !typed {
 		return Ref{Name: arg, Namespace: namespace}, nil
 	}
-	kind, ok := kindAliases[strings.ToLower(typ)]
+	kind, ok := KindOf(typ)
 	if !ok || name == "" {
 		return Ref{}, fmt.Errorf("%q: rollout handles deployment/NAME, statefulset/NAME and daemonset/NAME", arg)
 	}
 	return Ref{Kind: kind, Name: name, Namespace: namespace}, nil
+}
+
+// KindOf is the kind a TYPE names as kubectl spells it (deploy, sts,
+// daemonsets, statefulset.apps...); ok is false for other kinds.
+func KindOf(typ string) (kind string, ok bool) {
+	kind, ok = kindAliases[strings.ToLower(typ)]
+	return kind, ok
 }
 
 // workload is what the rollout needs of each kind. Methods that change the

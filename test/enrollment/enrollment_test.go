@@ -218,7 +218,7 @@ func TestEnrollmentLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := allocations(t, cp)
-		_, _, err = stage(t, writeKubeconfig(t, limited), "join", "tokyo", "--node", "tokyo-9", "-f", filepath.Join(dir, "t9.sh"))
+		_, _, err = stage(t, harness.WriteKubeconfig(t, limited), "join", "tokyo", "--node", "tokyo-9", "-f", filepath.Join(dir, "t9.sh"))
 		if err == nil || !strings.Contains(err.Error(), "create secrets in namespace kube-system") || !strings.Contains(err.Error(), "kubectl auth can-i") {
 			t.Fatalf("error = %v, want the missing verbs named", err)
 		}

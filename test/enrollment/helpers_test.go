@@ -4,12 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
-
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
@@ -29,21 +24,6 @@ func mustStage(t *testing.T, kubeconfig string, args ...string) string {
 		t.Fatalf("kubectl stage %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out, errOut)
 	}
 	return out
-}
-
-// writeKubeconfig saves cfg as a kubeconfig file.
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	kc.CurrentContext = "c"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func fileMode(t *testing.T, path string) os.FileMode {

@@ -50,7 +50,9 @@ type Options struct {
 	// ServingIPs are extra addresses the API server certificate is valid for
 	// (for example an overlay address).
 	ServingIPs []net.IP
-	// KwokStages are extra kwok Stage documents (YAML) added to the defaults.
+	// KwokStages are extra kwok configuration documents (YAML) added to the
+	// default stages: Stages, and Logs or ClusterLogs, which make kwok serve
+	// a file as a container's log.
 	KwokStages []string
 }
 
@@ -423,6 +425,10 @@ func (cp *ControlPlane) startKwok(ctx context.Context, extraStages []string) err
 		"--cidr=" + PodCIDR,
 		"--node-lease-duration-seconds=40",
 		"--server-address=127.0.0.1:" + strconv.Itoa(port),
+		// Nodes advertise kwok's server as their kubelet endpoint, so the API
+		// server reaches it for pods/log (Logs and ClusterLogs documents) on a
+		// node whose InternalIP is 127.0.0.1.
+		"--node-port=" + strconv.Itoa(port),
 	})
 	if err != nil {
 		return err
