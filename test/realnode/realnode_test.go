@@ -133,6 +133,7 @@ func TestRealNodes(t *testing.T) {
 	}
 	checkPeers(t, ctx, c, "v2")
 	checkGraph(t, ctx, c)
+	checkCollect(t, ctx, c, filepath.Join(dir, "record"))
 
 	for _, n := range c.Nodes {
 		t.Logf("%s: bash %s.join.sh to Ready in %.1fs; kubelet %d MiB, containerd %d MiB", n.Name, n.Name, n.JoinTime.Seconds(),
@@ -206,6 +207,27 @@ func checkGraph(t *testing.T, ctx context.Context, c *Cluster) {
 		t.Fatal(err)
 	}
 	c.step("%s", table)
+}
+
+// checkCollect: kubectl stage collect records every peer's log from the
+// real kubelets, and the graph, with nothing left out.
+func checkCollect(t *testing.T, ctx context.Context, c *Cluster, record string) {
+	t.Helper()
+	c.step("kubectl stage collect gossip -n %s -o %s", AppNamespace, record)
+	out, err := c.Stage(ctx, "collect", "gossip", "-n", AppNamespace, "-o", record)
+	if err != nil || !strings.HasSuffix(out, "(0 not collected: see manifest.yaml)\n") {
+		t.Fatalf("kubectl stage collect: %v\n%s", err, out)
+	}
+	for i := range c.Nodes {
+		log, err := os.ReadFile(filepath.Join(record, "app", "logs", fmt.Sprintf("gossip-%d", i), "gossip.log"))
+		if err != nil || !strings.Contains(string(log), fmt.Sprintf("msg=serving name=gossip-%d", i)) {
+			t.Errorf("the record's log of gossip-%d: %v\n%s", i, err, log)
+		}
+	}
+	graph, err := os.ReadFile(filepath.Join(record, "app", "graph.yaml"))
+	if err != nil || !strings.Contains(string(graph), "components: 1\n") {
+		t.Errorf("the record's graph: %v\n%s", err, graph)
+	}
 }
 
 // assertNotJoined checks that nothing of a join is on n's machine: no
