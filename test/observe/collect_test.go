@@ -3,10 +3,8 @@ package observe_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,43 +19,24 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	"github.com/kubectl-stage/kubectl-stage/pkg/collect"
+	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
 
 // readRecord reads a .tar.gz record into a map of path to content, and
 // checks that every file is 0600.
 func readRecord(t *testing.T, path string) map[string]string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := map[string]string{}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg {
+	for _, f := range harness.ReadTarGz(t, path) {
+		if f.Header.Typeflag != tar.TypeReg {
 			continue
 		}
-		if h.Mode != 0o600 {
-			t.Errorf("%s has mode %o, want 0600", h.Name, h.Mode)
+		if f.Header.Mode != 0o600 {
+			t.Errorf("%s has mode %o, want 0600", f.Header.Name, f.Header.Mode)
 		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[h.Name] = string(data)
+		files[f.Header.Name] = string(f.Data)
 	}
+	return files
 }
 
 // TestCollect writes the record of an enrolled staging cluster with the

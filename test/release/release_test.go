@@ -5,13 +5,10 @@
 package release
 
 import (
-	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,25 +214,9 @@ func krewInstall(t *testing.T, archive, version string) {
 // be normalised (0755 binaries, 0644 others) and owners root.
 func untar(t *testing.T, archive, dir string) map[string]bool {
 	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := map[string]bool{}
-	tr := tar.NewReader(gz)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, f := range harness.ReadTarGz(t, archive) {
+		hdr := f.Header
 		files[hdr.Name] = true
 		if hdr.Uid != 0 || hdr.Gid != 0 || (hdr.Mode != 0o755 && hdr.Mode != 0o644) {
 			t.Errorf("%s in %s: uid %d gid %d mode %o", hdr.Name, filepath.Base(archive), hdr.Uid, hdr.Gid, hdr.Mode)
@@ -243,13 +224,9 @@ func untar(t *testing.T, archive, dir string) map[string]bool {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		out, err := os.OpenFile(filepath.Join(dir, filepath.Base(hdr.Name)), os.O_CREATE|os.O_WRONLY, os.FileMode(hdr.Mode))
-		if err != nil {
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(hdr.Name)), f.Data, os.FileMode(hdr.Mode)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := io.Copy(out, tr); err != nil {
-			t.Fatal(err)
-		}
-		_ = out.Close()
 	}
+	return files
 }
