@@ -3,8 +3,9 @@
 # missing: etcd (Debian's etcd-server) for the test control plane; OpenVPN,
 # WireGuard tools, wireguard-go, iproute2, ping and iperf3 for the VPN tests in
 # network namespaces; containerd, runc, the CNI plugins, iptables, conntrack
-# and socat for the real-node tests (kubelet and kubeadm need them), and
-# shellcheck for the rendered join bundle. Idempotent; needs root (or sudo) only when something is
+# and socat for the real-node tests (kubelet and kubeadm need them); the
+# linter of the rendered join bundle (shellcheck); headless Chromium for the
+# dashboard's test. Idempotent; needs root (or sudo) only when something is
 # missing.
 set -euo pipefail
 
@@ -26,6 +27,7 @@ have iptables    || need+=(iptables)
 have nft         || need+=(nftables)
 have socat       || need+=(socat)
 have jq          || need+=(jq)
+have chromium    || need+=(chromium)     # renders the dashboard in its test
 have make        || need+=(make)
 have git         || need+=(git)
 

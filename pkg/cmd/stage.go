@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/collect"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/completion"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/dashboard"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/graph"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/hubconfig"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
@@ -88,6 +89,7 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 				logs.NewCmdLogs(factory, streams),
 				graph.NewCmdGraph(factory, streams),
 				collect.NewCmdCollect(factory, streams),
+				dashboard.NewCmdDashboard(factory, streams),
 			},
 		},
 		{

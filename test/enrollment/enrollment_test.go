@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -242,6 +243,10 @@ func TestConcurrentJoinProcesses(t *testing.T) {
 	}
 }
 
+// transportFailure is how a client says the API server's connection was
+// lost, not that the request was refused.
+var transportFailure = regexp.MustCompile(`TLS handshake timeout|unexpected EOF|connection reset by peer|http2: client connection lost`)
+
 func concurrentJoins(t *testing.T, bin string, n int) {
 	ctx := context.Background()
 	cp := startCluster(t)
@@ -261,14 +266,28 @@ func concurrentJoins(t *testing.T, bin string, n int) {
 			t.Fatalf("starting join %d: %v", i, err)
 		}
 	}
-	failed := 0
+	failed, rerun := 0, 0
 	for i, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
+			// On 2 shared cores, 200 clients at once can lose their connection
+			// to the API server before writing anything; a user runs the
+			// command again, and so does the test, once. Had the first run
+			// written anything, the second would be refused (the node would
+			// exist) and fail the test.
+			if transportFailure.MatchString(outs[i].String()) {
+				rerun++
+				again := exec.Command(cmds[i].Path, cmds[i].Args[1:]...)
+				out, err := again.CombinedOutput()
+				if err == nil {
+					continue
+				}
+				outs[i].WriteString("\nrun again:\n" + string(out))
+			}
 			failed++
 			t.Errorf("join node-%03d: %v\n%s", i, err, outs[i].String())
 		}
 	}
-	t.Logf("%d join processes at once: %d failed, all done in %s", n, failed, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d join processes at once: %d failed, %d run again after losing their connection, all done in %s", n, failed, rerun, time.Since(start).Round(time.Millisecond))
 
 	table, err := siteStore(cp).Allocations(ctx)
 	if err != nil {
