@@ -200,7 +200,9 @@ func (s *Server) build(ctx context.Context, listNodes func(labels.Selector) ([]*
 			add(rollout.KindDaemonSet, d)
 		}
 	}
-	slices.SortFunc(refs, func(a, b rollout.Ref) int { return strings.Compare(a.Namespace+"/"+a.String(), b.Namespace+"/"+b.String()) })
+	slices.SortFunc(refs, func(a, b rollout.Ref) int {
+		return strings.Compare(a.Namespace+"/"+a.String(), b.Namespace+"/"+b.String())
+	})
 	for _, ref := range refs {
 		roller, err := rollout.New(ctx, s.Client, ref, io.Discard)
 		if err != nil {
