@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -60,7 +59,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("rollout: %v\n%s", err, out)
 	}
 
-	port := freePort(t)
+	port := harness.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	serveCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -111,7 +110,7 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("rollout at %s: %+v", s.Name, s)
 		}
 	}
-	svg := get(t, base+"/graph/p2p/gossip.svg")
+	svg := harness.Get(t, base+"/graph/p2p/gossip.svg")
 	if strings.Count(svg, `<g class="site">`) != 3 || strings.Count(svg, `<line class="link cross"`) != 6 {
 		t.Errorf("graph SVG:\n%s", svg)
 	}
@@ -169,28 +168,4 @@ func TestDashboard(t *testing.T) {
 		t.Error("the deleted peer was still in the pushed state after 30 s")
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(events.Body, 0))
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s %v\n%s", url, resp.Status, err, body)
-	}
-	return string(body)
 }

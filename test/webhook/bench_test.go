@@ -77,7 +77,7 @@ func startNoopOnSameStack(b *testing.B) (string, []byte) {
 func startOnSameStack(b *testing.B, handler admission.HandlerFunc) (string, []byte) {
 	b.Helper()
 	caPEM, certPEM, keyPEM := loopbackServingCert(b)
-	port := freePort(b)
+	port := harness.FreePort(b)
 	srv := crwebhook.NewServer(crwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir(b, certPEM, keyPEM),
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}})
 	srv.Register("/noop", &admission.Webhook{Handler: handler})
@@ -199,9 +199,9 @@ func BenchmarkSeedEndpoint(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	seedsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	seedsAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(b))
 	_, certPEM, keyPEM := loopbackServingCert(b)
-	serveWebhook(b, cp, freePort(b), certPEM, keyPEM, stagewebhook.Options{SeedsAddr: seedsAddr})
+	serveWebhook(b, cp, harness.FreePort(b), certPEM, keyPEM, stagewebhook.Options{SeedsAddr: seedsAddr})
 	createNamespace(b, cp, "load", nil)
 	const peers = 300
 	for i := range peers {

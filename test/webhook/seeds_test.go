@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -61,8 +60,8 @@ func TestSeedEndpointFollowsThePeers(t *testing.T) {
 	}
 	cordon("new", true)
 
-	seedURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	port := freePort(t)
+	seedURL := fmt.Sprintf("http://127.0.0.1:%d", harness.FreePort(t))
+	port := harness.FreePort(t)
 	cert, key, err := cp.InstallChartForURL(ctx, fmt.Sprintf("https://127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +111,7 @@ func TestSeedEndpointFollowsThePeers(t *testing.T) {
 			t.Errorf("seed %+v is not a ready peer at its node's address (peers: %v)", s, slices.Collect(maps.Keys(want)))
 		}
 	}
-	text := get(t, seedURL+"/seeds/p2p/gossip?site=tokyo&format=text")
+	text := harness.Get(t, seedURL+"/seeds/p2p/gossip?site=tokyo&format=text")
 	if wantText := strings.Join(stagewebhook.AddressesOf(list), "\n") + "\n"; text != wantText {
 		t.Errorf("text list %q, want %q", text, wantText)
 	}
@@ -212,27 +211,13 @@ func seedsOf(pods []corev1.Pod) map[string]string {
 	return out
 }
 
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s %v\n%s", url, resp.Status, err, body)
-	}
-	return string(body)
-}
-
 // waitSeeds asks the endpoint until done accepts its answer.
 func waitSeeds(t *testing.T, url string, done func(stagewebhook.SeedList) bool) stagewebhook.SeedList {
 	t.Helper()
 	var list stagewebhook.SeedList
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		list = stagewebhook.SeedList{}
-		return json.Unmarshal([]byte(get(t, url)), &list) == nil && done(list), nil
+		return json.Unmarshal([]byte(harness.Get(t, url)), &list) == nil && done(list), nil
 	})
 	if err != nil {
 		t.Fatalf("GET %s never gave the expected list; last: %+v", url, list)

@@ -55,7 +55,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	// The chart's own webhook configuration, RBAC and certificate, for the
 	// webhook served here: what a user installs, not a copy that can drift.
-	port := freePort(t)
+	port := harness.FreePort(t)
 	cert, key, err := c.cp.InstallChartForURL(ctx, fmt.Sprintf("https://127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func startCluster(t *testing.T) *cluster {
 func startWebhook(t testing.TB, cp *harness.ControlPlane) (string, []byte) {
 	t.Helper()
 	caPEM, certPEM, keyPEM := loopbackServingCert(t)
-	port := freePort(t)
+	port := harness.FreePort(t)
 	serveWebhook(t, cp, port, certPEM, keyPEM, stagewebhook.Options{})
 	return fmt.Sprintf("https://127.0.0.1:%d%s", port, stagewebhook.Path), caPEM
 }
@@ -112,7 +112,7 @@ func certDir(t testing.TB, certPEM, keyPEM []byte) string {
 // until it is ready.
 func serveWebhook(t testing.TB, cp *harness.ControlPlane, port int, certPEM, keyPEM []byte, o stagewebhook.Options) {
 	t.Helper()
-	health := freePort(t)
+	health := harness.FreePort(t)
 	o.Host, o.Port, o.CertDir, o.MetricsAddr, o.HealthAddr = "127.0.0.1", port, certDir(t, certPEM, keyPEM), "0", "127.0.0.1:"+strconv.Itoa(health)
 	mgr, err := stagewebhook.NewManager(cp.Config, o)
 	if err != nil {
@@ -369,14 +369,4 @@ func splitNonEmpty(s string) []string {
 		return nil
 	}
 	return strings.Split(s, ",")
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }
