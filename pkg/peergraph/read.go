@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/access"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 )
@@ -29,6 +30,14 @@ type Reader struct {
 // Read returns the graph of app's running peers in namespace (pods with
 // the label the stage webhook sets).
 func (r Reader) Read(ctx context.Context, namespace, app string) (*v1alpha1.PeerGraph, error) {
+	// The missing permission named before anything is read, as join does.
+	if err := access.CheckRead(ctx, r.Client, fmt.Sprintf("read the peers' views of app %s in namespace %s", app, namespace), []access.Rule{
+		{Verb: "list", Resource: "nodes"},
+		{Verb: "list", Resource: "pods", Namespace: namespace},
+		{Verb: "get", Resource: "pods", Subresource: "proxy", Namespace: namespace},
+	}); err != nil {
+		return nil, err
+	}
 	selector := labels.Set{api.LabelApp: app}.String()
 	pods, err := r.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
