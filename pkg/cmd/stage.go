@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	utilcomp "k8s.io/kubectl/pkg/util/completion"
@@ -37,10 +38,25 @@ var stageLong = templates.LongDesc(`
 	The usual kubectl flags (--kubeconfig, --context, -n, ...) select the
 	staging cluster.`)
 
+// The client-side rate limit of every command's requests.
+const (
+	ClientQPS   = 50
+	ClientBurst = 300
+)
+
 // NewCmdStage returns the root command with every verb and the kubectl
 // connection flags (--kubeconfig, --context, --namespace, --as, ...).
 func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 	configFlags := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50.0)
+	// Commands that observe the system under test make one request per
+	// peer (a view through the pod proxy, a log stream): client-go's default
+	// of 5 requests/s held `graph` over 300 peers back for a minute. The
+	// limits kubectl uses for discovery apply to every request; the API
+	// server's priority and fairness still protect it.
+	configFlags.WrapConfigFn = func(c *rest.Config) *rest.Config {
+		c.QPS, c.Burst = ClientQPS, ClientBurst
+		return c
+	}
 
 	cmd := &cobra.Command{
 		Use:   "kubectl-stage",

@@ -172,32 +172,30 @@ func (s *Server) build(ctx context.Context, listNodes func(labels.Selector) ([]*
 		state.Nodes = append(state.Nodes, report.Nodes.Items...)
 	}
 	siteOf := map[string]string{}
-	if nodes, err := listNodes(labels.Everything()); err == nil {
-		for _, n := range nodes {
-			siteOf[n.Name] = n.Labels[api.LabelSite]
-		}
+	nodes, err := listNodes(labels.Everything())
+	if err != nil {
+		state.Problems = append(state.Problems, "nodes: "+err.Error())
 	}
-	pods, _ := listPods(labels.Everything())
+	for _, n := range nodes {
+		siteOf[n.Name] = n.Labels[api.LabelSite]
+	}
+	pods, err := listPods(labels.Everything())
+	if err != nil {
+		state.Problems = append(state.Problems, "pods: "+err.Error())
+	}
 	state.Apps = AppsFrom(pods, siteOf)
+	// The workloads a rollout has touched (sorted below; a cache's list
+	// cannot fail).
 	var refs []rollout.Ref
-	add := func(kind string, m metav1.Object) {
-		if m.GetAnnotations()[api.AnnotationRollout] != "" {
-			refs = append(refs, rollout.Ref{Kind: kind, Name: m.GetName(), Namespace: m.GetNamespace()})
-		}
-	}
-	if list, err := workloads.Apps().V1().Deployments().Lister().List(labels.Everything()); err == nil {
-		for _, d := range list {
-			add(rollout.KindDeployment, d)
-		}
-	}
-	if list, err := workloads.Apps().V1().StatefulSets().Lister().List(labels.Everything()); err == nil {
-		for _, d := range list {
-			add(rollout.KindStatefulSet, d)
-		}
-	}
-	if list, err := workloads.Apps().V1().DaemonSets().Lister().List(labels.Everything()); err == nil {
-		for _, d := range list {
-			add(rollout.KindDaemonSet, d)
+	for kind, informer := range map[string]toolscache.SharedIndexInformer{
+		rollout.KindDeployment:  workloads.Apps().V1().Deployments().Informer(),
+		rollout.KindStatefulSet: workloads.Apps().V1().StatefulSets().Informer(),
+		rollout.KindDaemonSet:   workloads.Apps().V1().DaemonSets().Informer(),
+	} {
+		for _, obj := range informer.GetStore().List() {
+			if m, ok := obj.(metav1.Object); ok && m.GetAnnotations()[api.AnnotationRollout] != "" {
+				refs = append(refs, rollout.Ref{Kind: kind, Name: m.GetName(), Namespace: m.GetNamespace()})
+			}
 		}
 	}
 	slices.SortFunc(refs, func(a, b rollout.Ref) int {

@@ -45,6 +45,11 @@ func WriteSVG(w io.Writer, g *v1alpha1.PeerGraph) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">`+"\n",
 		max(width, 2*margin), height, max(width, 2*margin), height, esc("peer graph of "+g.Namespace+"/"+g.Name))
+	// Styled inside, so that the picture stands alone as a file too.
+	b.WriteString(`<style>.site rect{fill:#f3f6fb;stroke:#c9d3e3}.site-name{font:600 13px sans-serif}` +
+		`.link{stroke:#8a94a6;stroke-width:1}.link.cross{stroke:#2563eb;stroke-width:2.2}` +
+		`.peer circle{fill:#22c55e;stroke:#14532d}.peer.down circle{fill:#fff;stroke:#b3261e;stroke-dasharray:3 2}` +
+		`.peer text{font:11px sans-serif;text-anchor:middle}</style>` + "\n")
 	b.WriteString(`<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>` + "\n")
 	for i, site := range sites {
 		x := margin + i*(siteWidth+siteGap)

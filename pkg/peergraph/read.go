@@ -31,7 +31,7 @@ type Reader struct {
 // the label the stage webhook sets).
 func (r Reader) Read(ctx context.Context, namespace, app string) (*v1alpha1.PeerGraph, error) {
 	// The missing permission named before anything is read, as join does.
-	if err := access.CheckRead(ctx, r.Client, fmt.Sprintf("read the peers' views of app %s in namespace %s", app, namespace), []access.Rule{
+	if err := access.CheckRead(ctx, r.Client, fmt.Sprintf("read the peers' views of app %q in namespace %s", app, namespace), []access.Rule{
 		{Verb: "list", Resource: "nodes"},
 		{Verb: "list", Resource: "pods", Namespace: namespace},
 		{Verb: "get", Resource: "pods", Subresource: "proxy", Namespace: namespace},

@@ -2,16 +2,21 @@ package observe_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,8 +60,17 @@ func TestDashboard(t *testing.T) {
 	}); err != nil {
 		t.Fatal("the StatefulSet never became ready")
 	}
-	if out, err := p.stage("rollout", "-n", "p2p", "sts/web", "--image", "web=web:v2", "--timeout", "1m"); err != nil {
-		t.Fatalf("rollout: %v\n%s", err, out)
+	// An enrolled node, for the nodes table.
+	if err := p.cp.KubeadmBootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"init", "--hub-endpoint", "198.18.0.1", "--skip-apiserver-cert-check"},
+		{"join", "tokyo", "--node", "tokyo-2", "-f", filepath.Join(t.TempDir(), "tokyo-2.join.sh")},
+	} {
+		if out, err := p.stage(args...); err != nil {
+			t.Fatalf("kubectl stage %v: %v\n%s", args, err, out)
+		}
 	}
 
 	port := harness.FreePort(t)
@@ -91,10 +105,77 @@ func TestDashboard(t *testing.T) {
 			return false, nil
 		}
 		g := state.Graphs["p2p/gossip"].Summary
-		return len(state.Apps) == 1 && len(state.Apps[0].Sites) == 3 && g.Components == 1 && g.Links == 6 && len(state.Rollouts) == 1, nil
+		return len(state.Apps) == 1 && len(state.Apps[0].Sites) == 3 && g.Components == 1 && g.Links == 6, nil
 	})
 	if err != nil {
-		t.Fatalf("the dashboard's state never showed the peers, their graph and the rollout: %+v", state)
+		t.Fatalf("the dashboard's state never showed the peers and their graph: %+v", state)
+	}
+	if len(state.Nodes) != 1 || state.Nodes[0].Name != "tokyo-2" || state.Nodes[0].Status.State != "NotJoined" {
+		t.Errorf("enrolled nodes: %+v", state.Nodes)
+	}
+
+	// The rollout runs while the page is pushed its progress: a state in
+	// which some sites are updated and some are not, then the end.
+	events, err := http.Get(base + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = events.Body.Close() }()
+	progress := make(chan []string, 1)
+	go func() {
+		var seen []string
+		lines := bufio.NewReader(events.Body)
+		for {
+			line, err := lines.ReadString('\n')
+			if err != nil {
+				progress <- seen
+				return
+			}
+			data, ok := strings.CutPrefix(line, "data: ")
+			if !ok {
+				continue
+			}
+			var st dashboard.State
+			if json.Unmarshal([]byte(data), &st) != nil || len(st.Rollouts) != 1 {
+				continue
+			}
+			updated := 0
+			for _, s := range st.Rollouts[0].Status.Sites {
+				updated += s.Updated
+			}
+			step := fmt.Sprintf("%s %d/3", st.Rollouts[0].Status.Phase, updated)
+			if len(seen) == 0 || seen[len(seen)-1] != step {
+				seen = append(seen, step)
+			}
+			if st.Rollouts[0].Status.Phase == "Complete" {
+				progress <- seen
+				return
+			}
+		}
+	}()
+	if out, err := p.stage("rollout", "-n", "p2p", "sts/web", "--image", "web=web:v2", "--min-ready", "2s", "--timeout", "1m"); err != nil {
+		t.Fatalf("rollout: %v\n%s", err, out)
+	}
+	select {
+	case seen := <-progress:
+		t.Logf("the rollout's progress as pushed: %v", seen)
+		// Each state is pushed once the page's state is rebuilt (at most
+		// every 300 ms, and no faster than the API server answers), so a
+		// short one may be skipped; a site part-way must be seen.
+		partWay := slices.ContainsFunc(seen, func(s string) bool { return s == "Progressing 1/3" || s == "Progressing 2/3" })
+		inOrder := slices.IsSortedFunc(seen, func(a, b string) int { return strings.Compare(a[len(a)-3:], b[len(b)-3:]) })
+		if !partWay || !inOrder || seen[len(seen)-1] != "Complete 3/3" {
+			t.Errorf("the pushed rollout progress went %v; want Progressing 1/3 or 2/3, in order, on the way to Complete 3/3", seen)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pushed state never showed the rollout complete")
+	}
+	_ = events.Body.Close()
+	if err := wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		state = dashboard.State{}
+		return json.Unmarshal([]byte(harness.Get(t, base+"/api/state")), &state) == nil && len(state.Rollouts) == 1 && state.Rollouts[0].Status.Phase == "Complete", nil
+	}); err != nil {
+		t.Fatalf("the rollout is not in the state: %+v", state.Rollouts)
 	}
 	for i, s := range state.Apps[0].Sites {
 		if s.Site != sites[i] || len(s.Peers) != 1 || s.Peers[0].Pod != fmt.Sprintf("gossip-%d", i) || !s.Peers[0].Ready {
@@ -116,26 +197,63 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// A real browser renders the page from what the plugin serves alone,
-	// with its background networking off: nothing leaves this machine.
-	// The page keeps its event stream open, so the DOM is taken after a
-	// fixed time (--timeout), not when the network is idle.
-	browse, cancelBrowse := context.WithTimeout(ctx, time.Minute)
+	// with its background networking off: nothing leaves this machine. It
+	// is driven through the DevTools protocol, so the DOM is read once the
+	// page has drawn what its event stream and the graph's SVG brought.
+	allocate, cancelAllocate := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(browser), chromedp.Headless, chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-default-apps", true), chromedp.WindowSize(1280, 1400))
+	defer cancelAllocate()
+	page, cancelPage := chromedp.NewContext(allocate)
+	defer cancelPage()
+	browse, cancelBrowse := context.WithTimeout(page, time.Minute)
 	defer cancelBrowse()
-	dom, err := exec.CommandContext(browse, browser, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir="+t.TempDir(),
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-		"--timeout=5000", "--dump-dom", base+"/").Output()
-	if err != nil {
+	if _, err := chromedp.Run(browse, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
+	for _, shown := range []chromedp.CSS{`[data-rollout="p2p/web"]`, `[data-graph="p2p/gossip"] line.link.cross`} {
+		if _, err := chromedp.Run(browse, chromedp.WaitVisible(shown)); err != nil {
+			t.Fatalf("the page never showed %s: %v", shown, err)
+		}
+	}
+	dom, err := chromedp.Run(browse, chromedp.OuterHTML(chromedp.CSS("html")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(browse, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{`data-app="p2p/gossip"`, `data-pod="gossip-0"`, `data-pod="gossip-1"`, `data-pod="gossip-2"`,
-		`<img src="/graph/p2p/gossip.svg?v=`, `data-rollout="p2p/web"`, `<td>frankfurt</td>`} {
-		if !strings.Contains(string(dom), want) {
+		`<td>frankfurt</td>`, `<td>osaka</td>`, `<td>tokyo</td>`, `<td>tokyo-2</td>`, `<td class="bad">NotJoined</td>`,
+		`<div class="wave" data-site="tokyo">wave `} {
+		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered page lacks %s:\n%s", want, dom)
 		}
 	}
+	if n := strings.Count(dom, `<line class="link cross"`); n != 6 {
+		t.Errorf("the page's graph has %d cross-site edges, want 6:\n%s", n, dom)
+	}
+	// A screenshot, kept as the test's artefact.
+	artefacts := os.Getenv("STAGE_TEST_ARTIFACTS")
+	if artefacts == "" {
+		artefacts = filepath.Join(os.TempDir(), "kubectl-stage-artifacts")
+	}
+	if err := os.MkdirAll(artefacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(artefacts, "dashboard.png")
+	if len(png) < 10000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Errorf("the screenshot is not a picture of the page (%d bytes)", len(png))
+	}
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the dashboard: %s", shot)
 
 	// Live: a peer deleted leaves the state the page is pushed.
-	events, err := http.Get(base + "/api/events")
+	events, err = http.Get(base + "/api/events")
 	if err != nil {
 		t.Fatal(err)
 	}

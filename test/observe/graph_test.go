@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +17,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
@@ -30,7 +34,7 @@ var sites = []string{"frankfurt", "osaka", "tokyo"}
 // peerAddresses puts an address per site on a veth interface of this
 // host (no dummy module here; deleting one end removes both): the API server refuses to proxy to loopback addresses, and the
 // gossip peers must serve where their pods' IPs say.
-func peerAddresses(t *testing.T) []string {
+func peerAddresses(t testing.TB) []string {
 	t.Helper()
 	link := fmt.Sprintf("stgobs%d", os.Getpid()%100000)
 	run := func(args ...string) {
@@ -58,48 +62,76 @@ func peerAddresses(t *testing.T) []string {
 // each, served by a real gossip process at its node's address.
 type peers struct {
 	cp      *harness.ControlPlane
+	ips     []string
+	gossip  string
 	daemons map[string]*harness.Daemon
 	logs    string
 }
 
 func startPeers(t *testing.T) *peers {
 	t.Helper()
+	p := newPeers(t)
+	p.gossip = harness.Build(t, "./examples/gossip")
+	for i := range sites {
+		// The first peer seeds the others.
+		var seeds []string
+		if i > 0 {
+			seeds = []string{fmt.Sprintf("%s:%d", p.ips[0], gossipPort)}
+		}
+		p.startPeer(t, fmt.Sprintf("gossip-%d", i), i, seeds)
+	}
+	return p
+}
+
+// newPeers is a control plane with namespace p2p and a kwok node per site
+// at an address of this host, with no peers yet.
+func newPeers(t testing.TB) *peers {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the peers serve on addresses of an interface the test creates")
 	}
 	ctx := context.Background()
-	ips := peerAddresses(t)
-	p := &peers{cp: harness.StartForTest(t, harness.All()), daemons: map[string]*harness.Daemon{}, logs: t.TempDir()}
+	p := &peers{ips: peerAddresses(t), cp: harness.StartForTest(t, harness.All()), daemons: map[string]*harness.Daemon{}, logs: t.TempDir()}
 	if _, err := p.cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "p2p"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	gossip := harness.Build(t, "./examples/gossip")
 	for i, site := range sites {
-		node := site + "-1"
-		if _, err := p.cp.AddNode(ctx, harness.Node{Name: node, Site: site, InternalIP: ips[i]}); err != nil {
+		if _, err := p.cp.AddNode(ctx, harness.Node{Name: site + "-1", Site: site, InternalIP: p.ips[i]}); err != nil {
 			t.Fatal(err)
 		}
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("gossip-%d", i), Labels: map[string]string{api.LabelApp: "gossip"},
-				Annotations: map[string]string{api.AnnotationPort: fmt.Sprint(gossipPort), api.AnnotationPeersEndpoint: fmt.Sprintf(":%d/peers", gossipPort)}},
-			Spec: corev1.PodSpec{NodeName: node, HostNetwork: true, Containers: []corev1.Container{{Name: "gossip", Image: "gossip:v1"}}},
-		}
-		if _, err := p.cp.Client.CoreV1().Pods("p2p").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		// The first peer seeds the others.
-		env := []string{"STAGE_POD_NAME=" + pod.Name, "STAGE_SITE=" + site, fmt.Sprintf("STAGE_ADVERTISE_ADDR=%s:%d", ips[i], gossipPort)}
-		if i > 0 {
-			env = append(env, fmt.Sprintf("STAGE_PEER_SEEDS=%s:%d", ips[0], gossipPort))
-		}
-		d, err := harness.StartDaemon(pod.Name, "env", append(append([]string{"-i"}, env...), gossip, "--interval=200ms"), filepath.Join(p.logs, pod.Name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.Stop)
-		p.daemons[pod.Name] = d
 	}
 	return p
+}
+
+// startPeer runs a gossip pod named name on the node of site number
+// site, and its process at that node's address.
+func (p *peers) startPeer(t *testing.T, name string, site int, seeds []string) {
+	t.Helper()
+	p.addPod(t, name, site, gossipPort)
+	env := []string{"STAGE_POD_NAME=" + name, "STAGE_SITE=" + sites[site], fmt.Sprintf("STAGE_ADVERTISE_ADDR=%s:%d", p.ips[site], gossipPort)}
+	if len(seeds) > 0 {
+		env = append(env, "STAGE_PEER_SEEDS="+strings.Join(seeds, ","))
+	}
+	d, err := harness.StartDaemon(name, "env", append(append([]string{"-i"}, env...), p.gossip, "--interval=200ms"), filepath.Join(p.logs, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	p.daemons[name] = d
+}
+
+// addPod creates a pod of the app on the node of site number site that
+// serves its view at port.
+func (p *peers) addPod(t testing.TB, name string, site, port int) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{api.LabelApp: "gossip"},
+			Annotations: map[string]string{api.AnnotationPort: fmt.Sprint(port), api.AnnotationPeersEndpoint: fmt.Sprintf(":%d/peers", port)}},
+		Spec: corev1.PodSpec{NodeName: sites[site] + "-1", HostNetwork: true, Containers: []corev1.Container{{Name: "gossip", Image: "gossip:v1"}}},
+	}
+	if _, err := p.cp.Client.CoreV1().Pods("p2p").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // stage runs kubectl stage ARGS against the peers' cluster.
@@ -172,6 +204,64 @@ sites with no link to another site: tokyo
 		t.Errorf("summary:\n%s\nwant:\n%s", tail, wantTail)
 	}
 
+	// A peer started with no seeds where the stopped one was: it answers,
+	// knows nobody, and nobody knows it.
+	if err := cp.Client.CoreV1().Pods("p2p").Delete(ctx, "gossip-2", metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	p.startPeer(t, "gossip-3", 2, nil)
+	out = until("3 peers, 3 answered; 2 connected components; 2 links, 2 across sites (100%)")
+	wantTail = `3 peers, 3 answered; 2 connected components; 2 links, 2 across sites (100%)
+isolated: gossip-3
+not answering: <none>
+sites with no link to another site: tokyo
+`
+	if tail := strings.Join(strings.Split(out, "\n")[5:], "\n"); tail != wantTail || !strings.Contains(out, "gossip-3   tokyo       tokyo-1       0       0            0         ok") {
+		t.Errorf("with an isolated peer:\n%s\nwant the summary:\n%s", out, wantTail)
+	}
+
+	// A peer whose endpoint answers garbage, and one whose endpoint hangs:
+	// each is reported on its own row, within the timeout.
+	garbage := serve(t, p.ips[0], gossipPort+1, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("hello")) })
+	hang := serve(t, p.ips[1], gossipPort+2, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	p.addPod(t, "junk-0", 0, garbage)
+	p.addPod(t, "slow-0", 1, hang)
+	out = until("5 peers, 3 answered")
+	if !strings.Contains(out, "junk-0     frankfurt   frankfurt-1   -       -            -         no answer: GET 17947/peers: the answer is not JSON: want an array of peers, or an object with a \"peers\" or \"members\" array\n") ||
+		!strings.Contains(out, "slow-0     osaka       osaka-1       -       -            -         no answer: GET 17948/peers through the API server: ") {
+		t.Errorf("garbage and hanging endpoints:\n%s", out)
+	}
+
+	// Without the right to proxy to pods or list nodes, the missing
+	// permissions are named before anything is read.
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-reader", Namespace: "p2p"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "dev-pod-reader", Namespace: "p2p"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "dev"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-reader"},
+	}
+	if _, err := cp.Client.RbacV1().Roles("p2p").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Client.RbacV1().RoleBindings("p2p").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := cp.UserConfig("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = harness.RunStage(ctx, harness.WriteKubeconfig(t, dev), nil, "graph", "gossip", "-n", "p2p")
+	wantErr := `missing permission to read the peers' views of app "gossip" in namespace p2p. You may not:
+  - list nodes (cluster-wide)   (check: kubectl auth can-i list nodes)
+  - get pods/proxy in namespace p2p   (check: kubectl auth can-i get pods --subresource=proxy -n p2p)
+ask a cluster administrator to grant these verbs (for example through a ClusterRole bound to you), or use a kubeconfig context that has them`
+	if err == nil || err.Error() != wantErr {
+		t.Errorf("without permissions:\n%v\nwant:\n%s", err, wantErr)
+	}
+
 	if _, err := graph("--timeout", "0s"); err == nil || err.Error() != "--timeout=0s: must be positive, such as 5s" {
 		t.Errorf("--timeout 0: %v", err)
 	}
@@ -179,4 +269,18 @@ sites with no link to another site: tokyo
 		err.Error() != `no running pods of app "nosuch" in namespace "p2p" (label kubectl-stage.io/app=nosuch): check the app's name and namespace (-n)` {
 		t.Errorf("unknown app: %v", err)
 	}
+}
+
+// serve answers HTTP on ip:port with handler until the test ends, and
+// returns port.
+func serve(t testing.TB, ip string, port int, handler http.HandlerFunc) int {
+	t.Helper()
+	l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return port
 }

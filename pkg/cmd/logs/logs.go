@@ -123,10 +123,12 @@ func (o *Options) Complete(f kcmdutil.Factory, _ *cobra.Command, args []string) 
 	if err != nil {
 		return err
 	}
-	// One request per peer, bounded by --max-log-requests: client-go's
-	// default 5 requests/s would hold 100 peers back for 20 seconds.
-	config = rest.CopyConfig(config)
-	config.QPS, config.Burst = 50, max(300, o.MaxLogRequests)
+	// One request per peer, bounded by --max-log-requests: the burst lets
+	// them all start at once.
+	if o.MaxLogRequests > config.Burst {
+		config = rest.CopyConfig(config)
+		config.Burst = o.MaxLogRequests
+	}
 	client, err := kubernetes.NewForConfig(config)
 	if err != nil {
 		return err

@@ -28,6 +28,30 @@ function rows(table, items, cells) {
   body.replaceChildren(...(items || []).map((item) => el("tr", {}, ...cells(item).map((c) => el("td", c.cls ? { class: c.cls } : {}, c.text ?? c)))));
 }
 
+// The graphs' SVG, inlined so that it can be styled and read, fetched only
+// when its version changes. The page may have been drawn again while the
+// picture was on its way: it goes to whichever element shows the graph now.
+const svgs = {};
+const wanted = {};
+
+function drawGraph(picture, key, version) {
+  const cached = svgs[key];
+  if (cached) picture.innerHTML = cached.svg;
+  if ((cached && cached.version === version) || wanted[key] === version) return;
+  wanted[key] = version;
+  fetch(`/graph/${key}.svg?v=${version}`)
+    .then((r) => (r.ok ? r.text() : Promise.reject(new Error(r.status + " " + r.statusText))))
+    .then((svg) => {
+      if (wanted[key] !== version) return; // a newer picture is on its way
+      svgs[key] = { version, svg };
+      for (const shown of document.querySelectorAll(`[data-graph="${key}"]`)) shown.innerHTML = svg;
+    })
+    .catch((err) => {
+      if (wanted[key] === version) delete wanted[key];
+      for (const shown of document.querySelectorAll(`[data-graph="${key}"]`)) shown.textContent = "the graph could not be drawn: " + err.message;
+    });
+}
+
 function render(state) {
   $("generated").textContent = "updated " + new Date(state.generated).toLocaleTimeString();
   rows("sites", state.sites, (s) => [s.metadata.name, s.status.nodes, s.status.ready + "/" + s.status.nodes, s.status.pods]);
@@ -47,7 +71,9 @@ function render(state) {
     if (graph) {
       const g = graph.summary;
       box.append(el("div", { class: "muted" }, `${g.peers} peers, ${g.answered} answered; ${g.components} connected component(s); ${g.links} links, ${g.crossSiteLinks} across sites (${g.crossSitePercent}%)`));
-      box.append(el("div", { class: "graph" }, el("img", { src: `/graph/${key}.svg?v=${graph.version}`, alt: "peer graph of " + key })));
+      const picture = el("div", { class: "graph", "data-graph": key });
+      box.append(picture);
+      drawGraph(picture, key, graph.version);
     }
     return box;
   }));
