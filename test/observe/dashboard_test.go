@@ -250,6 +250,9 @@ func TestDashboard(t *testing.T) {
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(artefacts, "graph.svg"), []byte(svg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("screenshot of the dashboard: %s", shot)
 
 	// Live: a peer deleted leaves the state the page is pushed.
