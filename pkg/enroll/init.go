@@ -155,6 +155,16 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 	if err := e.ensurePKI(ctx, backend); err != nil {
 		return nil, err
 	}
+	if backend == vpn.WireGuard {
+		// The node agents keep the hub among their peers: its public key is
+		// published in the configuration, which they may read (they may not
+		// read the hub Secret, which holds the private key).
+		hub, err := e.Store.Hub(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cfg.HubPublicKey = string(hub[site.WGPublicKeyKey])
+	}
 	if err := e.Store.SaveConfig(ctx, cfg); err != nil {
 		return nil, err
 	}

@@ -76,6 +76,11 @@ type EnrolledNodeSpec struct {
 	VPN string `json:"vpn"`
 	// TokenID names the bootstrap token (Secret kube-system/bootstrap-token-ID).
 	TokenID string `json:"tokenID"`
+	// Endpoint (WireGuard) is the underlay HOST:PORT other sites reach the
+	// node at directly; empty behind NAT.
+	Endpoint string `json:"endpoint,omitempty"`
+	// RelayOnly (WireGuard): every path of the node goes through the hub.
+	RelayOnly bool `json:"relayOnly,omitempty"`
 }
 
 // Node states and token states of EnrolledNodeStatus.
