@@ -107,7 +107,15 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 	if err != nil {
 		return err
 	}
-	var nodes []mesh.Node
+	table, err := lister.Get(api.IPAMName)
+	if err != nil {
+		return fmt.Errorf("reading the overlay address table: %w", err)
+	}
+	addresses, err := site.DecodeAllocations(table)
+	if err != nil {
+		return err
+	}
+	c := mesh.Cluster{Hub: hub, Addresses: addresses}
 	for _, cm := range records {
 		rec, err := site.DecodeNode(cm)
 		if err != nil {
@@ -115,12 +123,12 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 			m.logf("ignoring %s/%s: %v", cm.Namespace, cm.Name, err)
 			continue
 		}
-		nodes = append(nodes, rec.MeshNode())
+		c.Nodes = append(c.Nodes, rec.MeshNode())
 	}
 	var plan mesh.Plan
 	if m.Hub {
-		plan = mesh.HubPeers(nodes, hub)
-	} else if plan, err = mesh.NodePeers(m.Node, nodes, hub); err != nil {
+		plan = mesh.HubPeers(c)
+	} else if plan, err = mesh.NodePeers(m.Node, c); err != nil {
 		return err
 	}
 	if refused := fmt.Sprint(plan.Refused); refused != m.refused {

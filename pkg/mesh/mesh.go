@@ -52,6 +52,16 @@ type Hub struct {
 	OverlayIP netip.Addr
 }
 
+// Cluster is what the mesh is decided from: the hub, the node records, and
+// the overlay address table, which join and leave keep and which is the
+// authority on which node holds which address.
+type Cluster struct {
+	Hub   Hub
+	Nodes []Node
+	// Addresses maps each allocated overlay address to its node.
+	Addresses map[netip.Addr]string
+}
+
 // Peer is one [Peer] section of a WireGuard interface.
 type Peer struct {
 	// Name says whose key this is, for logs (node name or "hub").
@@ -122,12 +132,14 @@ func (r Refusal) String() string { return r.Node + ": " + r.Reason }
 
 // Accept returns the nodes that may be peers, sorted by name, and refuses
 // the others: a record with an invalid key, address or endpoint, an address
-// outside the overlay or the hub's, and a node that claims an address or a
-// key another node (enrolled earlier) holds. A node's interface therefore
-// only ever accepts keys that enrollment issued to one node, for that
-// node's own address.
-func Accept(nodes []Node, hub Hub) ([]Node, []Refusal) {
-	sorted := slices.Clone(nodes)
+// outside the overlay or the hub's, an address the address table does not
+// give to that node (another node's, or one join never allocated), and a
+// key another node (enrolled earlier) or the hub holds. A node's interface
+// therefore only ever accepts keys that enrollment issued to one node, for
+// that node's own address.
+func Accept(c Cluster) ([]Node, []Refusal) {
+	hub := c.Hub
+	sorted := slices.Clone(c.Nodes)
 	slices.SortFunc(sorted, func(a, b Node) int {
 		return cmp.Or(a.EnrolledAt.Compare(b.EnrolledAt), strings.Compare(a.Name, b.Name))
 	})
@@ -146,6 +158,14 @@ func Accept(nodes []Node, hub Hub) ([]Node, []Refusal) {
 		}
 		if owner, taken := keyOwner[n.PublicKey]; taken {
 			refused = append(refused, Refusal{Node: n.Name, Reason: "claims the WireGuard public key of " + owner})
+			continue
+		}
+		if owner := c.Addresses[n.OverlayIP]; owner != n.Name {
+			reason := fmt.Sprintf("claims overlay address %s, which %s holds", n.OverlayIP, owner)
+			if owner == "" {
+				reason = fmt.Sprintf("claims overlay address %s, which the address table gives to no node (join did not enroll it)", n.OverlayIP)
+			}
+			refused = append(refused, Refusal{Node: n.Name, Reason: reason})
 			continue
 		}
 		addressOwner[n.OverlayIP], keyOwner[n.PublicKey] = n.Name, n.Name
@@ -181,8 +201,9 @@ type Plan struct {
 // overlay, and each node with a direct path for its /32. It fails when self
 // is not an accepted node: an agent must not configure an interface for a
 // node the cluster did not enroll (or enrolled under another address).
-func NodePeers(self string, nodes []Node, hub Hub) (Plan, error) {
-	accepted, refused := Accept(nodes, hub)
+func NodePeers(self string, c Cluster) (Plan, error) {
+	hub := c.Hub
+	accepted, refused := Accept(c)
 	i := slices.IndexFunc(accepted, func(n Node) bool { return n.Name == self })
 	if i < 0 {
 		for _, r := range refused {
@@ -212,8 +233,8 @@ func NodePeers(self string, nodes []Node, hub Hub) (Plan, error) {
 // HubPeers is the peer set of the hub's interface: every accepted node for
 // its /32, endpoints learnt from the nodes' own packets (a NATed node's
 // endpoint is its NAT's mapping, which only the node can open).
-func HubPeers(nodes []Node, hub Hub) Plan {
-	accepted, refused := Accept(nodes, hub)
+func HubPeers(c Cluster) Plan {
+	accepted, refused := Accept(c)
 	plan := Plan{Refused: refused}
 	for _, n := range accepted {
 		plan.Peers = append(plan.Peers, Peer{Name: n.Name, PublicKey: n.PublicKey, AllowedIPs: []netip.Prefix{netip.PrefixFrom(n.OverlayIP, 32)}})
@@ -222,8 +243,8 @@ func HubPeers(nodes []Node, hub Hub) Plan {
 }
 
 // Paths is every pair of accepted nodes' path, in name order.
-func Paths(nodes []Node, hub Hub) ([]Path, []Refusal) {
-	accepted, refused := Accept(nodes, hub)
+func Paths(c Cluster) ([]Path, []Refusal) {
+	accepted, refused := Accept(c)
 	var paths []Path
 	for i, a := range accepted {
 		for _, b := range accepted[i+1:] {

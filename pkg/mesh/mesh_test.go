@@ -26,6 +26,16 @@ var (
 	d = Node{Name: "d-1", Site: "d", OverlayIP: netip.MustParseAddr("10.23.0.5"), PublicKey: keyD, Endpoint: "d.example.org:51821", RelayOnly: true, EnrolledAt: t0.Add(3 * time.Minute)}
 )
 
+// cluster is the nodes with the address table join would have written:
+// a, b, c and d hold their addresses; the others none.
+func cluster(nodes []Node) Cluster {
+	addresses := map[netip.Addr]string{}
+	for _, n := range []Node{a, b, c, d} {
+		addresses[n.OverlayIP] = n.Name
+	}
+	return Cluster{Hub: hub, Nodes: nodes, Addresses: addresses}
+}
+
 func hubPeer() Peer {
 	return Peer{Name: HubName, PublicKey: keyHub, Endpoint: hub.Endpoint, AllowedIPs: []netip.Prefix{hub.Prefix}, PersistentKeepalive: KeepaliveSeconds}
 }
@@ -131,7 +141,7 @@ func TestNodePeers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plan, err := NodePeers(tt.self, tt.nodes, hub)
+			plan, err := NodePeers(tt.self, cluster(tt.nodes))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
@@ -155,9 +165,29 @@ func TestNodePeers(t *testing.T) {
 	}
 }
 
+// TestAcceptFollowsTheAddressTable: once b left (its address released), a
+// record still claiming b's address is refused, as is one whose address
+// join never allocated.
+func TestAcceptFollowsTheAddressTable(t *testing.T) {
+	afterLeave := cluster([]Node{a, {Name: "evil", Site: "x", OverlayIP: b.OverlayIP, PublicKey: keyC, EnrolledAt: t0.Add(time.Hour)},
+		{Name: "ghost", Site: "x", OverlayIP: netip.MustParseAddr("10.23.0.9"), PublicKey: keyD}})
+	delete(afterLeave.Addresses, b.OverlayIP)
+	accepted, refused := Accept(afterLeave)
+	if len(accepted) != 1 || accepted[0].Name != "a-1" {
+		t.Errorf("accepted %v, want a-1 only", accepted)
+	}
+	want := []Refusal{
+		{Node: "evil", Reason: "claims overlay address 10.23.0.3, which the address table gives to no node (join did not enroll it)"},
+		{Node: "ghost", Reason: "claims overlay address 10.23.0.9, which the address table gives to no node (join did not enroll it)"},
+	}
+	if !reflect.DeepEqual(refused, want) {
+		t.Errorf("refused %q, want %q", refused, want)
+	}
+}
+
 func TestHubPeers(t *testing.T) {
 	evil := Node{Name: "evil", OverlayIP: c.OverlayIP, PublicKey: keyD, EnrolledAt: t0.Add(time.Hour)}
-	plan := HubPeers([]Node{d, c, b, a, evil}, hub)
+	plan := HubPeers(cluster([]Node{d, c, b, a, evil}))
 	want := []Peer{host(a, ""), host(b, ""), host(c, ""), host(d, "")}
 	if !reflect.DeepEqual(plan.Peers, want) {
 		t.Errorf("peers\n got %+v\nwant %+v", plan.Peers, want)
@@ -168,7 +198,7 @@ func TestHubPeers(t *testing.T) {
 }
 
 func TestPaths(t *testing.T) {
-	paths, _ := Paths([]Node{c, a, b}, hub)
+	paths, _ := Paths(cluster([]Node{c, a, b}))
 	var got []string
 	for _, p := range paths {
 		got = append(got, p.A.Name+"-"+p.B.Name+":"+p.Kind)

@@ -98,6 +98,15 @@ func DecodeConfig(cm *corev1.ConfigMap) (*Config, error) {
 	return &c, nil
 }
 
+// DecodeAllocations reads the overlay address table ConfigMap.
+func DecodeAllocations(cm *corev1.ConfigMap) (ipam.Allocations, error) {
+	table, err := ipam.Parse(cm.Data[ipamKey])
+	if err != nil {
+		return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", cm.Namespace, cm.Name, err)
+	}
+	return table, nil
+}
+
 // DecodeNode reads and validates a node record ConfigMap.
 func DecodeNode(cm *corev1.ConfigMap) (*NodeRecord, error) {
 	rec := &NodeRecord{}

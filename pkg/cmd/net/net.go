@@ -5,6 +5,7 @@ package net
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,7 +91,11 @@ func (o *PathsOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	list, refused, err := Paths(cfg, records)
+	addresses, err := o.store.Allocations(ctx)
+	if err != nil {
+		return err
+	}
+	list, refused, err := Paths(cfg, records, addresses)
 	if err != nil {
 		return err
 	}
@@ -113,7 +118,7 @@ func (o *PathsOptions) Run(ctx context.Context) error {
 // Paths is the overlay's shape from the configuration and the records:
 // pkg/mesh's decision for a WireGuard overlay; every pair relayed for
 // OpenVPN, which has no mesh.
-func Paths(cfg *site.Config, records []site.NodeRecord) (*v1alpha1.NetworkPathList, []mesh.Refusal, error) {
+func Paths(cfg *site.Config, records []site.NodeRecord, addresses map[netip.Addr]string) (*v1alpha1.NetworkPathList, []mesh.Refusal, error) {
 	nodes := make([]mesh.Node, 0, len(records))
 	for _, r := range records {
 		nodes = append(nodes, r.MeshNode())
@@ -126,7 +131,7 @@ func Paths(cfg *site.Config, records []site.NodeRecord) (*v1alpha1.NetworkPathLi
 		if err != nil {
 			return nil, nil, err
 		}
-		paths, refused = mesh.Paths(nodes, hub)
+		paths, refused = mesh.Paths(mesh.Cluster{Hub: hub, Nodes: nodes, Addresses: addresses})
 	} else {
 		list.Shape = "star"
 		for i, a := range nodes {

@@ -18,6 +18,10 @@ func TestPaths(t *testing.T) {
 		{Name: "c-1", Site: "c", OverlayIP: netip.MustParseAddr("10.23.0.4"), WireGuardPublicKey: "ukDw0bgKIuOILgzOuFmq0P72rPV97LMJWzI9VUuGlyk=", EnrolledAt: t0},
 		{Name: "evil", Site: "x", OverlayIP: netip.MustParseAddr("10.23.0.2"), WireGuardPublicKey: "QGKpw/G+vjxOoJn3mXG+bA0LPMOWwQYPRH9LJoB61D8=", EnrolledAt: t0.Add(2 * time.Hour)},
 	}
+	addresses := map[netip.Addr]string{}
+	for _, r := range records[:3] {
+		addresses[r.OverlayIP] = r.Name
+	}
 	base := site.Config{OverlayCIDR: "10.23.0.0/16", HubEndpoint: "198.18.0.1:51820", HubPublicKey: "kuju5UNO0d0MNfhGR1vIJGkFXJis4rf2wircFnJy7xs="}
 	tests := []struct {
 		name        string
@@ -44,7 +48,7 @@ func TestPaths(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := base
 			cfg.VPN = tt.vpn
-			list, refused, err := Paths(&cfg, tt.records)
+			list, refused, err := Paths(&cfg, tt.records, addresses)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +64,7 @@ func TestPaths(t *testing.T) {
 	noKey := base
 	noKey.VPN = vpn.WireGuard
 	noKey.HubPublicKey = ""
-	if _, _, err := Paths(&noKey, records); err != site.ErrNoHubPublicKey {
+	if _, _, err := Paths(&noKey, records, addresses); err != site.ErrNoHubPublicKey {
 		t.Errorf("a configuration without the hub key: %v, want ErrNoHubPublicKey", err)
 	}
 }
