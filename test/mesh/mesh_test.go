@@ -332,22 +332,8 @@ func (s *stage) bundleUp(n *node) {
 // of what it relays.
 func (s *stage) startHub() *harness.Daemon {
 	t := s.t
-	wg, err := harness.StartDaemon("wireguard-go-hub", "ip",
-		[]string{"netns", "exec", s.tp.Hub, "env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", s.hubIface},
-		filepath.Join(s.dir, "wireguard-go-hub.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(wg.Stop)
-	harness.WaitFor(t, "the hub's tunnel device", 20*time.Second, 50*time.Millisecond, func() bool {
-		_, err := s.tp.Run(s.tp.Hub, "ip", "link", "show", s.hubIface)
-		return err == nil
-	})
+	wg := harness.StartWireGuardHub(t, s.tp.Hub, s.hubIface, filepath.Join(s.dir, "hub", "hub.conf"), hubOverlay+"/16")
 	steps := [][]string{
-		{"wg", "setconf", s.hubIface, filepath.Join(s.dir, "hub", "hub.conf")},
-		{"ip", "address", "add", hubOverlay + "/16", "dev", s.hubIface},
-		{"ip", "link", "set", s.hubIface, "up"},
-		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
 		{"nft", "add table ip stgmesh; add chain ip stgmesh forward { type filter hook forward priority filter; policy accept; }"},
 	}
 	for i := 2; i <= 6; i++ {
