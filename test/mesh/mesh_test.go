@@ -22,7 +22,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -56,18 +55,15 @@ type node struct {
 }
 
 type stage struct {
-	t        *testing.T
-	cp       *harness.ControlPlane
-	client   kubernetes.Interface
-	tp       *netns.Topology
-	dir      string
-	hubIface string
-	agentBin string
-	// agentKubeconfig reaches the API server over the overlay, as a user
-	// that may only read kubectl-stage-system's ConfigMaps.
-	agentKubeconfig string
-	hubPublicKey    string
-	nodes           map[string]*node
+	t            *testing.T
+	cp           *harness.ControlPlane
+	client       kubernetes.Interface
+	tp           *netns.Topology
+	dir          string
+	hubIface     string
+	agentBin     string
+	hubPublicKey string
+	nodes        map[string]*node
 }
 
 func TestMeshOverlay(t *testing.T) {
@@ -112,9 +108,9 @@ func TestMeshOverlay(t *testing.T) {
 	t.Logf("throughput a-1 -> b-1 through the hub (star): %.0f Mbit/s", star.mbps)
 
 	// The mesh: the agents give a-1 and b-1 each other as peers.
-	s.startAgent(nil)
+	s.startHubAgent()
 	for _, n := range []*node{a, b, c} {
-		s.startAgent(n)
+		s.startNodeAgent(n)
 	}
 	took := s.waitPeers("the agents configure the mesh", map[*node][]*node{a: {b}, b: {a}, c: {}}, nil)
 	t.Logf("agents started -> mesh configured on every node: %s", took)
@@ -156,7 +152,7 @@ func TestMeshOverlay(t *testing.T) {
 	s.waitHubPeers(a, b, c, d)
 	t.Logf("join d-1 -> every interface has d-1's key (a-1, b-1, hub): %s after join returned (%s with join)", took, time.Since(start))
 	s.bundleUp(d)
-	s.startAgent(d)
+	s.startNodeAgent(d)
 	s.waitPeers("d-1's own agent", map[*node][]*node{d: {a, b}}, nil)
 	if !s.tp.Ping(a.ns, d.overlayIP) {
 		t.Fatal("a-1 does not reach d-1, which joined later")
@@ -173,6 +169,9 @@ func TestMeshOverlay(t *testing.T) {
 	t.Logf("leave b-1 -> b-1's key gone from every interface (a-1, c-1, d-1, hub): %s after leave returned (%s with leave)", took, time.Since(start))
 	if s.tp.Ping(a.ns, b.overlayIP) {
 		t.Error("a-1 still reaches b-1, which left")
+	}
+	if out := s.bundle(b, "down"); !strings.Contains(out, "node agent (pid") || !strings.Contains(out, ") stopped") {
+		t.Errorf("bundle down at b-1 did not stop its agent:\n%s", out)
 	}
 	if !s.tp.Ping(a.ns, d.overlayIP) || !s.tp.Ping(a.ns, c.overlayIP) {
 		t.Error("a-1 lost d-1 or c-1 when b-1 left")
@@ -262,7 +261,6 @@ func setUp(t *testing.T) *stage {
 	s.join("b-1", s.tp.Sites[1], true)
 	s.join("c-1", s.tp.Sites[2], false)
 	s.stage("hub-config", "--dir", filepath.Join(s.dir, "hub"))
-	s.agentKubeconfig = s.agentCredentials()
 	return s
 }
 
@@ -318,13 +316,18 @@ func (s *stage) join(name, ns string, reachable bool) *node {
 
 // bundleUp runs the node's bundle's vpn step at its site, as the person
 // there would.
-func (s *stage) bundleUp(n *node) {
+func (s *stage) bundleUp(n *node) { s.bundle(n, "vpn") }
+
+// bundle runs a step of n's bundle at its site, with this checkout's agent.
+func (s *stage) bundle(n *node, step string) string {
 	s.t.Helper()
-	cmd := s.tp.Command(n.ns, "bash", n.bundle, "vpn")
-	cmd.Env = append(os.Environ(), "STAGE_PREFIX="+n.prefix, "STAGE_WAIT=30", "STAGE_IFACE="+n.iface)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		s.t.Fatalf("bundle vpn at %s: %v\n%s", n.name, err, out)
+	cmd := s.tp.Command(n.ns, "bash", n.bundle, step)
+	cmd.Env = append(os.Environ(), "STAGE_PREFIX="+n.prefix, "STAGE_WAIT=30", "STAGE_IFACE="+n.iface, "STAGE_AGENT="+s.agentBin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("bundle %s at %s: %v\n%s", step, n.name, err, out)
 	}
+	return string(out)
 }
 
 // startHub runs the hub's wireguard-go with the configuration hub-config
@@ -383,27 +386,10 @@ func (s *stage) forwardAPIServer() {
 	s.t.Cleanup(func() { _ = ln.Close() })
 }
 
-// agentCredentials is a kubeconfig for the agents over the overlay, as a
-// user bound to a Role that reads kubectl-stage-system's ConfigMaps and
-// nothing else (no Secret: the hub's private key is there).
-func (s *stage) agentCredentials() string {
-	ctx := context.Background()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "stgmesh-agent", Namespace: api.SystemNamespace},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "stgmesh-agent", Namespace: api.SystemNamespace},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "stgmesh-agent"}},
-	}
-	if _, err := s.client.RbacV1().Roles(role.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		s.t.Fatal(err)
-	}
-	if _, err := s.client.RbacV1().RoleBindings(binding.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		s.t.Fatal(err)
-	}
-	cfg, err := s.cp.UserConfig("stgmesh-agent")
+// overlayKubeconfig is a kubeconfig reaching the API server at the hub's
+// overlay address, as user in groups.
+func (s *stage) overlayKubeconfig(user string, groups ...string) string {
+	cfg, err := s.cp.UserConfig(user, groups...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -411,29 +397,51 @@ func (s *stage) agentCredentials() string {
 	return harness.WriteKubeconfig(s.t, cfg)
 }
 
-// startAgent runs kubectl-stage-agent for n in its site, or for the hub
-// when n is nil.
-func (s *stage) startAgent(n *node) {
-	ns, who, args := s.tp.Hub, "hub", []string{"--hub", "--interface", s.hubIface}
-	if n != nil {
-		ns, who, args = n.ns, n.name, []string{"--node", n.name, "--interface", n.iface}
-	}
-	logPath := filepath.Join(s.dir, "agent-"+who+".log")
-	if n != nil {
-		n.agentLog = logPath
-	}
-	argv := append([]string{"netns", "exec", ns, s.agentBin, "--kubeconfig", s.agentKubeconfig, "--resync", "5s"}, args...)
-	agent, err := harness.StartDaemon("agent-"+who, "ip", argv, logPath)
+// startHubAgent runs kubectl-stage-agent --hub in the hub's namespace, with
+// the operator's credentials.
+func (s *stage) startHubAgent() {
+	logPath := filepath.Join(s.dir, "agent-hub.log")
+	agent, err := harness.StartDaemon("agent-hub", "ip", []string{"netns", "exec", s.tp.Hub, s.agentBin,
+		"--kubeconfig", s.overlayKubeconfig("stgmesh-hub-operator", "system:masters"), "--hub", "--interface", s.hubIface}, logPath)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(func() {
 		agent.Stop()
-		if s.t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			s.t.Logf("agent %s log:\n%s", who, log)
-		}
+		s.logOnFailure("agent hub", logPath)
 	})
+}
+
+// startNodeAgent starts n's agent as its bundle does after kubeadm join,
+// with the credentials join leaves on the node: the kubelet's (user
+// system:node:NAME in group system:nodes), which only init's role lets
+// read the records.
+func (s *stage) startNodeAgent(n *node) {
+	t := s.t
+	kubeletConf := filepath.Join(n.prefix, "etc", "kubernetes", "kubelet.conf")
+	data, err := os.ReadFile(s.overlayKubeconfig("system:node:"+n.name, api.NodesGroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(kubeletConf), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kubeletConf, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.agentLog = filepath.Join(n.prefix, "etc", "kubectl-stage", "agent.log")
+	out := s.bundle(n, "agent")
+	if !strings.Contains(out, "node agent started") {
+		t.Fatalf("bundle agent at %s:\n%s", n.name, out)
+	}
+	t.Cleanup(func() { s.logOnFailure("agent "+n.name, n.agentLog) })
+}
+
+func (s *stage) logOnFailure(who, path string) {
+	if s.t.Failed() {
+		log, _ := os.ReadFile(path)
+		s.t.Logf("%s log:\n%s", who, log)
+	}
 }
 
 // live is an interface's peers now.
