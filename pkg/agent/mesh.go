@@ -154,4 +154,4 @@ func (m *Mesh) logf(format string, args ...any) {
 }
 
 // ErrNoNode means the agent was not told which node it runs on.
-var ErrNoNode = errors.New("the agent needs the name of the node it runs on: --node NAME (the chart sets it from spec.nodeName), or --hub on the hub")
+var ErrNoNode = errors.New("the agent needs the name of the node it runs on: --node NAME (the join bundle passes it), or --hub on the hub")

@@ -64,7 +64,7 @@ func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file (default: the pod's service account)")
+	flags.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file (the join bundle passes the kubelet's, /etc/kubernetes/kubelet.conf; in a pod: its service account)")
 	flags.StringVar(&o.Node, "node", o.Node, "the node this agent runs on (default $NODE_NAME)")
 	flags.BoolVar(&o.Hub, "hub", false, "keep the hub's interface: one peer per enrolled node")
 	flags.StringVar(&o.Interface, "interface", o.Interface, "the WireGuard interface")
@@ -82,7 +82,7 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
-		return fmt.Errorf("no cluster credentials: %w; give --kubeconfig, or run the agent in a pod", err)
+		return fmt.Errorf("no cluster credentials: %w; give --kubeconfig (on a node that joined: /etc/kubernetes/kubelet.conf)", err)
 	}
 	cfg.UserAgent = "kubectl-stage-agent"
 	o.client, err = kubernetes.NewForConfig(cfg)
