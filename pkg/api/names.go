@@ -48,6 +48,13 @@ const (
 
 	// AnnotationOverlayIP is set on Node objects to the node's overlay address.
 	AnnotationOverlayIP = Prefix + "overlay-ip"
+
+	// AgentRoleName is the Role (and RoleBinding) that lets every node's
+	// credentials (group system:nodes) read the ConfigMaps of
+	// SystemNamespace, which the node agent watches; nothing else.
+	AgentRoleName = "kubectl-stage-agent"
+	// NodesGroup is the group of every kubelet's credentials.
+	NodesGroup = "system:nodes"
 )
 
 // Bootstrap tokens created by `join` carry this description prefix and are

@@ -23,6 +23,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/join"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/leave"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/logs"
+	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/net"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/rollout"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/sites"
 	"github.com/kubectl-stage/kubectl-stage/pkg/cmd/stageinit"
@@ -91,6 +92,7 @@ func NewCmdStage(streams genericiooptions.IOStreams) *cobra.Command {
 				sites.NewCmdStatus(factory, streams),
 				leave.NewCmdLeave(factory, streams),
 				hubconfig.NewCmdHubConfig(factory, streams),
+				net.NewCmdNet(factory, streams),
 			},
 		},
 		{

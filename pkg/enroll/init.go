@@ -91,6 +91,8 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 		{Verb: "update", Resource: "configmaps", Namespace: api.SystemNamespace},
 		{Verb: "create", Resource: "secrets", Namespace: api.SystemNamespace},
 		{Verb: "get", Resource: "secrets", Namespace: api.SystemNamespace},
+		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "roles", Namespace: api.SystemNamespace},
+		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Namespace: api.SystemNamespace},
 	}); err != nil {
 		return nil, err
 	}
@@ -152,13 +154,23 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 		e.step("the API server accepted namespace %s; it does not exist yet, so the VPN credentials and the configuration that go into it cannot be checked by the API server before a real init", api.SystemNamespace)
 		return cfg, nil
 	}
-	if err := e.ensurePKI(ctx, backend); err != nil {
+	// The node agents keep the hub among their peers: its public key is
+	// published in the configuration, which they may read (they may not
+	// read the hub Secret, which holds the private key).
+	if cfg.HubPublicKey, err = e.ensurePKI(ctx, backend); err != nil {
 		return nil, err
 	}
 	if err := e.Store.SaveConfig(ctx, cfg); err != nil {
 		return nil, err
 	}
 	e.step("staging configuration saved: overlay %s, %s hub %s, API server over the overlay %s", cfg.OverlayCIDR, cfg.VPN, cfg.HubEndpoint, cfg.APIServerEndpoint)
+	if backend == vpn.WireGuard {
+		created, err := e.Store.EnsureAgentAccess(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("letting the node agents read the records (role %s/%s): %w", api.SystemNamespace, api.AgentRoleName, err)
+		}
+		e.step("%s role %s/%s: every node's kubelet credentials may read this namespace's ConfigMaps (not its Secrets), for the node agent", createdOrKept(created), api.SystemNamespace, api.AgentRoleName)
+	}
 	if _, err := e.Client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		e.step("warning: kube-public/cluster-info is missing, so kubeadm join cannot discover this cluster: run `kubeadm init phase bootstrap-token` on a control-plane node")
 	}
@@ -235,22 +247,38 @@ func (e *Enroller) checkReinit(ctx context.Context, previous, next *site.Config)
 		previous.VPN, len(table), next.VPN, previous.VPN), input.Set(InputVPN, string(previous.VPN)))
 }
 
-// ensurePKI creates the VPN credentials once; later runs keep them.
-func (e *Enroller) ensurePKI(ctx context.Context, backend vpn.Backend) error {
+// ensurePKI creates the VPN credentials once; later runs keep them. For
+// WireGuard it returns the hub's public key (the one created, or kept).
+func (e *Enroller) ensurePKI(ctx context.Context, backend vpn.Backend) (hubPublicKey string, err error) {
 	if backend == vpn.WireGuard {
-		key, err := vpn.NewWireGuardKey()
-		if err != nil {
-			return err
-		}
-		created, err := e.Store.CreateSecretIfAbsent(ctx, api.VPNHubName, corev1.SecretTypeOpaque, map[string][]byte{
-			site.WGPrivateKey: []byte(key.Private), site.WGPublicKeyKey: []byte(key.Public),
-		})
-		if err != nil {
-			return err
-		}
-		e.step("%s WireGuard hub key pair in secret %s/%s", createdOrKept(created), api.SystemNamespace, api.VPNHubName)
-		return nil
+		return e.ensureWireGuardHub(ctx)
 	}
+	return "", e.ensureOpenVPNPKI(ctx)
+}
+
+func (e *Enroller) ensureWireGuardHub(ctx context.Context) (string, error) {
+	key, err := vpn.NewWireGuardKey()
+	if err != nil {
+		return "", err
+	}
+	created, err := e.Store.CreateSecretIfAbsent(ctx, api.VPNHubName, corev1.SecretTypeOpaque, map[string][]byte{
+		site.WGPrivateKey: []byte(key.Private), site.WGPublicKeyKey: []byte(key.Public),
+	})
+	if err != nil {
+		return "", err
+	}
+	e.step("%s WireGuard hub key pair in secret %s/%s", createdOrKept(created), api.SystemNamespace, api.VPNHubName)
+	if created {
+		return key.Public, nil
+	}
+	hub, err := e.Store.Hub(ctx)
+	if err != nil {
+		return "", err
+	}
+	return string(hub[site.WGPublicKeyKey]), nil
+}
+
+func (e *Enroller) ensureOpenVPNPKI(ctx context.Context) error {
 	ca, err := pki.NewCA("kubectl-stage-vpn-ca", caValidity)
 	if err != nil {
 		return err

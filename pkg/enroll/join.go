@@ -28,6 +28,11 @@ type JoinOptions struct {
 	Node string
 	// TokenTTL overrides the configured token lifetime when positive.
 	TokenTTL time.Duration
+	// Endpoint (WireGuard) is the underlay HOST:PORT where other sites
+	// reach the node directly; the node's WireGuard listens on its port.
+	Endpoint string
+	// RelayOnly (WireGuard) keeps every path of the node through the hub.
+	RelayOnly bool
 }
 
 // JoinResult is what a join produced.
@@ -47,6 +52,11 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 	if err := ValidateNodeName(o.Node); err != nil {
 		return nil, err
 	}
+	if o.Endpoint != "" {
+		if err := ValidateNodeEndpoint(o.Endpoint); err != nil {
+			return nil, err
+		}
+	}
 	rules := []access.Rule{
 		{Verb: "get", Resource: "nodes"},
 		{Verb: "get", Resource: "configmaps", Namespace: metav1.NamespacePublic},
@@ -63,6 +73,9 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 	}
 	cfg, err := e.Store.Config(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.checkMeshOptions(ctx, cfg, o); err != nil {
 		return nil, err
 	}
 	if _, err := e.Client.CoreV1().Nodes().Get(ctx, o.Node, metav1.GetOptions{}); err == nil {
@@ -98,7 +111,7 @@ func (e *Enroller) Join(ctx context.Context, o JoinOptions) (*JoinResult, error)
 		return nil, err
 	}
 	rec := site.NodeRecord{
-		Name: o.Node, Site: o.Site, VPN: cfg.VPN,
+		Name: o.Node, Site: o.Site, VPN: cfg.VPN, Endpoint: o.Endpoint, RelayOnly: o.RelayOnly,
 		TokenID: tok.ID, TokenExpires: tok.Expires, EnrolledAt: now.UTC().Truncate(time.Second),
 	}
 	creds, err := e.issueCredentials(ctx, cfg, &rec, now)
@@ -236,7 +249,15 @@ func (e *Enroller) issueCredentials(ctx context.Context, cfg *site.Config, rec *
 		}
 		rec.WireGuardPublicKey = key.Public
 		rec.CredentialExpires = now.Add(cfg.CredentialValidity.Duration).UTC().Truncate(time.Second)
-		return credentials{backend: vpn.WireGuard, wg: vpn.WireGuardClient{PrivateKey: key.Private, HubPublicKey: string(hub[site.WGPublicKeyKey])}}, nil
+		wg := vpn.WireGuardClient{PrivateKey: key.Private, HubPublicKey: string(hub[site.WGPublicKeyKey])}
+		if rec.Endpoint != "" {
+			// Other sites send to the declared port: the node listens on it.
+			_, wg.ListenPort, err = vpn.SplitEndpoint(rec.Endpoint)
+			if err != nil {
+				return credentials{}, err
+			}
+		}
+		return credentials{backend: vpn.WireGuard, wg: wg}, nil
 	}
 	ca, err := e.Store.VPNCA(ctx)
 	if err != nil {
@@ -262,4 +283,30 @@ func ignoreNotFound(err error) error {
 		return nil
 	}
 	return err
+}
+
+// checkMeshOptions refuses --endpoint and --relay-only where they mean
+// nothing (OpenVPN is a star) and an endpoint another node declared: two
+// nodes cannot receive at one address and port.
+func (e *Enroller) checkMeshOptions(ctx context.Context, cfg *site.Config, o JoinOptions) error {
+	if o.Endpoint == "" && !o.RelayOnly {
+		return nil
+	}
+	if cfg.VPN != vpn.WireGuard {
+		return input.Fix(fmt.Errorf("the overlay uses %s, a star in which every path goes through the hub: a node endpoint and relay-only apply to WireGuard overlays only; leave them out", cfg.VPN),
+			input.Use(InputEndpoint), input.Use(InputRelayOnly))
+	}
+	if o.Endpoint == "" {
+		return nil
+	}
+	records, err := e.Store.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range records {
+		if r.Endpoint == o.Endpoint {
+			return input.Fix(fmt.Errorf("node %s already declared the endpoint %s: give this node its own address or UDP port", r.Name, o.Endpoint), input.Use(InputEndpoint))
+		}
+	}
+	return nil
 }

@@ -32,6 +32,8 @@ const (
 	InputCredentialValidity input.Name = "credential validity"
 	InputSkipCertCheck      input.Name = "skipping the API server certificate check"
 	InputForce              input.Name = "evicting unmanaged pods"
+	InputEndpoint           input.Name = "node endpoint"
+	InputRelayOnly          input.Name = "relay-only"
 )
 
 // ValidateSiteName checks a site name: it becomes a label value and part of
@@ -99,6 +101,16 @@ func CheckOverlap(overlay *ipam.Pool, name string, rangeInput input.Name, cidr s
 			return input.Fix(fmt.Errorf("overlay CIDR %s overlaps the cluster's %s CIDR %s: choose an overlay CIDR outside it (for example 10.23.0.0/16)", overlay.Prefix(), name, p),
 				input.Use(InputOverlayCIDR))
 		}
+	}
+	return nil
+}
+
+// ValidateNodeEndpoint checks the underlay HOST:PORT a node declares at
+// join, where other sites send its WireGuard packets.
+func ValidateNodeEndpoint(endpoint string) error {
+	if _, _, err := vpn.SplitEndpoint(endpoint); err != nil {
+		return input.Fix(fmt.Errorf("invalid node endpoint: %w; give the underlay address and UDP port where other sites reach this node's WireGuard, such as 203.0.113.7:51820, or leave it out for a node behind NAT (its traffic then goes through the hub)", err),
+			input.Use(InputEndpoint))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -140,6 +141,40 @@ func TestInitOptionsValidate(t *testing.T) {
 			}
 			if fix := input.Suggestions(err); !reflect.DeepEqual(fix, tt.wantFix) {
 				t.Errorf("suggests %v, want %v", fix, tt.wantFix)
+			}
+		})
+	}
+}
+
+func TestValidateNodeEndpoint(t *testing.T) {
+	tests := []struct {
+		endpoint string
+		wantErr  string
+	}{
+		{"203.0.113.7:51820", ""},
+		{"[2001:db8::7]:51820", ""},
+		{"node.example.org:4500", ""},
+		{"203.0.113.7", "is not HOST:PORT"},
+		{"203.0.113.7:0", "port must be a number 1-65535"},
+		{"203.0.113.7:051820", "port must be a number 1-65535"},
+		{"203.0.113.7:51820\nPostUp = sh", "port must be a number 1-65535"},
+		{"bad host!:51820", "neither an IP address nor a DNS name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.endpoint, func(t *testing.T) {
+			err := ValidateNodeEndpoint(tt.endpoint)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "such as 203.0.113.7:51820, or leave it out for a node behind NAT") {
+				t.Fatalf("error %v, want one containing %q and naming the fix", err, tt.wantErr)
+			}
+			var fix *input.FixError
+			if !errors.As(err, &fix) || fix.Fix[0].Name != InputEndpoint {
+				t.Errorf("the error does not point at the endpoint input: %#v", err)
 			}
 		})
 	}

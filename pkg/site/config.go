@@ -25,6 +25,9 @@ type Config struct {
 	OverlayCIDR string `json:"overlayCIDR"`
 	// HubEndpoint is host:port where nodes reach the VPN hub.
 	HubEndpoint string `json:"hubEndpoint"`
+	// HubPublicKey is the hub's WireGuard public key (not secret), which
+	// the node agents read to keep the hub among their peers.
+	HubPublicKey string `json:"hubPublicKey,omitempty"`
 	// VPN is the backend: openvpn or wireguard.
 	VPN vpn.Backend `json:"vpn"`
 	// APIServerEndpoint is host:port of the API server over the overlay;
@@ -67,6 +70,11 @@ func (c *Config) Validate() error {
 			if _, err := netip.ParsePrefix(strings.TrimSpace(part)); err != nil {
 				errs = append(errs, fmt.Errorf("%s %q: %w", field, cidr, err))
 			}
+		}
+	}
+	if c.HubPublicKey != "" {
+		if err := vpn.ValidateWireGuardKey(c.HubPublicKey); err != nil {
+			errs = append(errs, fmt.Errorf("hubPublicKey: %w", err))
 		}
 	}
 	if c.TokenTTL.Duration <= 0 {
@@ -133,11 +141,16 @@ type NodeRecord struct {
 	// CertificateSerial (OpenVPN) is what the CRL names on leave.
 	CertificateSerial string `json:"certificateSerial,omitempty"`
 	// WireGuardPublicKey is the node's peer key on the hub.
-	WireGuardPublicKey string    `json:"wireGuardPublicKey,omitempty"`
-	CredentialExpires  time.Time `json:"credentialExpires"`
-	TokenID            string    `json:"tokenID"`
-	TokenExpires       time.Time `json:"tokenExpires"`
-	EnrolledAt         time.Time `json:"enrolledAt"`
+	WireGuardPublicKey string `json:"wireGuardPublicKey,omitempty"`
+	// Endpoint (WireGuard) is the underlay HOST:PORT where other sites
+	// reach this node directly, declared at join; empty behind NAT.
+	Endpoint string `json:"endpoint,omitempty"`
+	// RelayOnly (WireGuard) keeps every path of this node through the hub.
+	RelayOnly         bool      `json:"relayOnly,omitempty"`
+	CredentialExpires time.Time `json:"credentialExpires"`
+	TokenID           string    `json:"tokenID"`
+	TokenExpires      time.Time `json:"tokenExpires"`
+	EnrolledAt        time.Time `json:"enrolledAt"`
 }
 
 // Validate checks a record read from the cluster: its fields name files and
@@ -151,6 +164,11 @@ func (r *NodeRecord) Validate() error {
 	}
 	if _, err := vpn.ParseBackend(string(r.VPN)); err != nil {
 		return fmt.Errorf("vpn: %w", err)
+	}
+	if r.Endpoint != "" {
+		if _, _, err := vpn.SplitEndpoint(r.Endpoint); err != nil {
+			return fmt.Errorf("endpoint: %w", err)
+		}
 	}
 	for _, c := range r.CertificateSerial {
 		if !strings.ContainsRune("0123456789abcdef", c) {

@@ -28,7 +28,8 @@ type Report struct {
 func (r NodeRecord) Object() v1alpha1.EnrolledNode {
 	return v1alpha1.EnrolledNode{
 		ObjectMeta: metav1.ObjectMeta{Name: r.Name, CreationTimestamp: metav1.NewTime(r.EnrolledAt)},
-		Spec:       v1alpha1.EnrolledNodeSpec{Site: r.Site, OverlayIP: r.OverlayIP.String(), VPN: string(r.VPN), TokenID: r.TokenID},
+		Spec: v1alpha1.EnrolledNodeSpec{Site: r.Site, OverlayIP: r.OverlayIP.String(), VPN: string(r.VPN), TokenID: r.TokenID,
+			Endpoint: r.Endpoint, RelayOnly: r.RelayOnly},
 		Status: v1alpha1.EnrolledNodeStatus{
 			State: v1alpha1.NodeNotJoined, CredentialExpires: metav1.NewTime(r.CredentialExpires), TokenExpires: metav1.NewTime(r.TokenExpires),
 		},

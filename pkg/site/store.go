@@ -82,14 +82,41 @@ func (s *Store) Config(ctx context.Context) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return DecodeConfig(cm)
+}
+
+// DecodeConfig reads and validates the configuration ConfigMap, as the
+// Store and the agents' informers hold it.
+func DecodeConfig(cm *corev1.ConfigMap) (*Config, error) {
 	var c Config
 	if err := json.Unmarshal([]byte(cm.Data[configKey]), &c); err != nil {
-		return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", s.Namespace, api.ConfigName, err)
+		return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", cm.Namespace, cm.Name, err)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, &CorruptConfigError{Name: s.Namespace + "/" + api.ConfigName, Config: &c, Err: err}
+		return nil, &CorruptConfigError{Name: cm.Namespace + "/" + cm.Name, Config: &c, Err: err}
 	}
 	return &c, nil
+}
+
+// DecodeAllocations reads the overlay address table ConfigMap.
+func DecodeAllocations(cm *corev1.ConfigMap) (ipam.Allocations, error) {
+	table, err := ipam.Parse(cm.Data[ipamKey])
+	if err != nil {
+		return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", cm.Namespace, cm.Name, err)
+	}
+	return table, nil
+}
+
+// DecodeNode reads and validates a node record ConfigMap.
+func DecodeNode(cm *corev1.ConfigMap) (*NodeRecord, error) {
+	rec := &NodeRecord{}
+	if err := json.Unmarshal([]byte(cm.Data[recordKey]), rec); err != nil {
+		return nil, fmt.Errorf("configmap %s/%s is corrupt: %w", cm.Namespace, cm.Name, err)
+	}
+	if err := rec.Validate(); err != nil {
+		return nil, &CorruptRecordError{Namespace: cm.Namespace, Name: cm.Name, Err: err}
+	}
+	return rec, nil
 }
 
 // ConfigMap is the ConfigMap that stores c, as SaveConfig writes it.

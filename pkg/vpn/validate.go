@@ -119,3 +119,18 @@ func CanonicalPEM(what string, data []byte, types ...string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// ValidateInterfaceName accepts a network interface name as Linux does
+// (1-15 characters) made of letters, digits, '-', '_' and '.': it is
+// passed to wg(8) and ip(8).
+func ValidateInterfaceName(name string) error {
+	if name == "" || len(name) > 15 || name == "." || name == ".." {
+		return fmt.Errorf("interface name %q: want 1-15 characters", name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.", c)) {
+			return fmt.Errorf("interface name %q: only letters, digits, '-', '_' and '.'", name)
+		}
+	}
+	return nil
+}

@@ -122,8 +122,14 @@ func TestWireGuardKeysAndConfigs(t *testing.T) {
 		t.Errorf("hub.conf:\n%s", hub)
 	}
 	client, err := WireGuardClient{Network: wgNet, PrivateKey: key.Private, HubPublicKey: key.Public}.Render()
-	if err != nil || !strings.Contains(client, "Endpoint = 198.18.0.1:51820") || !strings.Contains(client, "AllowedIPs = 10.23.0.0/16") {
+	if err != nil || !strings.Contains(client, "Endpoint = 198.18.0.1:51820") || !strings.Contains(client, "AllowedIPs = 10.23.0.0/16") || strings.Contains(client, "ListenPort") {
 		t.Errorf("client config (%v):\n%s", err, client)
+	}
+	// A node with a declared endpoint listens on its port, where other
+	// sites send to it directly.
+	client, err = WireGuardClient{Network: wgNet, PrivateKey: key.Private, HubPublicKey: key.Public, ListenPort: 51821}.Render()
+	if err != nil || !strings.Contains(client, "PrivateKey = "+key.Private+"\nListenPort = 51821\n") {
+		t.Errorf("client config with a listen port (%v):\n%s", err, client)
 	}
 }
 

@@ -83,6 +83,9 @@ type WireGuardClient struct {
 	Network      Network
 	PrivateKey   string
 	HubPublicKey string
+	// ListenPort is the UDP port other nodes reach this one at directly
+	// (its declared endpoint's); 0 lets WireGuard pick one.
+	ListenPort int
 }
 
 // Render returns the client configuration.
@@ -96,14 +99,21 @@ func (c WireGuardClient) Render() (string, error) {
 	if err := ValidateWireGuardKey(c.HubPublicKey); err != nil {
 		return "", fmt.Errorf("the hub's WireGuard public key: %w", err)
 	}
+	listen := ""
+	if c.ListenPort < 0 || c.ListenPort > 65535 {
+		return "", fmt.Errorf("listen port %d: want 1-65535", c.ListenPort)
+	}
+	if c.ListenPort > 0 {
+		listen = fmt.Sprintf("ListenPort = %d\n", c.ListenPort)
+	}
 	return fmt.Sprintf(`# kubectl-stage WireGuard client. Contains this node's private key: keep it 0600.
 [Interface]
 PrivateKey = %s
-
+%s
 [Peer]
 PublicKey = %s
 Endpoint = %s
 AllowedIPs = %s
 PersistentKeepalive = 25
-`, c.PrivateKey, c.HubPublicKey, c.Network.Endpoint, c.Network.Prefix), nil
+`, c.PrivateKey, listen, c.HubPublicKey, c.Network.Endpoint, c.Network.Prefix), nil
 }

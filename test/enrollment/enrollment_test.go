@@ -116,6 +116,9 @@ func TestEnrollmentLifecycle(t *testing.T) {
 			{[]string{"join", "tokyo", "--node", "Bad.Name!", "-f", badBundle}, `invalid node name "Bad.Name!"`},
 			{[]string{"join", "tokyo", "--node", "tokyo-1", "-f", badBundle}, `node "tokyo-1" is already enrolled at site "tokyo" with overlay IP 10.23.0.2`},
 			{[]string{"join", "tokyo", "-f", badBundle}, "--node is required"},
+			// This cluster's overlay is OpenVPN: a star, where an endpoint means nothing.
+			{[]string{"join", "tokyo", "--node", "x-1", "--endpoint", "203.0.113.7:51820", "-f", badBundle}, "the overlay uses openvpn, a star in which every path goes through the hub"},
+			{[]string{"join", "tokyo", "--node", "x-1", "--relay-only", "-f", badBundle}, "(--endpoint, --relay-only)"},
 			{[]string{"init", "--hub-endpoint", "198.18.0.1", "--overlay-cidr", "10.50.0.0/16"}, "refusing to change it to 10.50.0.0/16"},
 			{[]string{"init", "--hub-endpoint", "198.18.0.1", "--vpn", "wireguard"}, "refusing to switch to wireguard"},
 			{[]string{"leave", "nobody"}, `node "nobody" is not enrolled`},

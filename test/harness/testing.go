@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -41,4 +42,19 @@ func WriteKubeconfig(t testing.TB, cfg *rest.Config) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// WaitFor polls ok every interval until it holds, and fails t after
+// timeout naming what it waited for. It returns how long it waited, which
+// tests log as a measurement (never assert on).
+func WaitFor(t testing.TB, what string, timeout, interval time.Duration, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(interval)
+	}
+	return time.Since(start)
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ type Topology struct {
 	hostLink string
 	// SiteAddress is each site's underlay address, by site namespace.
 	SiteAddress map[string]string
+	// exchange is Exchange's namespace, if made.
+	exchange string
 }
 
 // Available says whether namespaces can be built here, and if not, why.
@@ -186,6 +189,9 @@ func (tp *Topology) Ping(ns, addr string) bool {
 // two seconds.
 func (tp *Topology) Destroy() {
 	namespaces := append([]string{tp.Hub}, tp.Sites...)
+	if tp.exchange != "" {
+		namespaces = append(namespaces, tp.exchange)
+	}
 	pids := func() []string {
 		var all []string
 		for _, ns := range namespaces {
@@ -284,4 +290,64 @@ func listenIn(ns, addr string) (net.Listener, error) {
 	}()
 	r := <-done
 	return r.ln, r.err
+}
+
+// ExchangeSubnet is the underlay that Exchange's sites share.
+const ExchangeSubnet = "198.18.200.0/24"
+
+// Exchange links sites to each other directly, not through the hub, as
+// sites on the open internet are: a bridge in a namespace of its own (an
+// exchange point that routes nothing) and, in each site, a link to it with
+// the address 198.18.200.N, N the site's place in Sites. It returns those
+// addresses by site; the exchange goes away with the topology.
+func (tp *Topology) Exchange(sites ...string) (map[string]string, error) {
+	id := processID()
+	tp.exchange = "stg-ix-" + id
+	steps := [][]string{
+		{"netns", "add", tp.exchange},
+		{"-n", tp.exchange, "link", "add", "ix", "type", "bridge"},
+		{"-n", tp.exchange, "link", "set", "ix", "up"},
+	}
+	addresses := map[string]string{}
+	for _, site := range sites {
+		n := slices.Index(tp.Sites, site) + 1
+		if n == 0 {
+			return nil, fmt.Errorf("%s is not a site of this topology", site)
+		}
+		bridgeSide, siteSide := fmt.Sprintf("ixp%d-%s", n, id), fmt.Sprintf("ix%d-%s", n, id)
+		addresses[site] = fmt.Sprintf("198.18.200.%d", n)
+		steps = append(steps,
+			[]string{"link", "add", bridgeSide, "netns", tp.exchange, "type", "veth", "peer", "name", siteSide, "netns", site},
+			[]string{"-n", tp.exchange, "link", "set", bridgeSide, "master", "ix", "up"},
+			[]string{"-n", site, "address", "add", addresses[site] + "/24", "dev", siteSide},
+			[]string{"-n", site, "link", "set", siteSide, "up"},
+		)
+	}
+	for _, args := range steps {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return addresses, nil
+}
+
+// BehindNAT puts a site behind a NAT as a home router does: what leaves
+// through its link to the hub is masqueraded, and nothing comes in on that
+// link unless it answers what the site sent (no inbound path). Packets the
+// tunnel delivers are not affected. The rules go away with the site.
+func (tp *Topology) BehindNAT(site string) error {
+	n := slices.Index(tp.Sites, site) + 1
+	if n == 0 {
+		return fmt.Errorf("%s is not a site of this topology", site)
+	}
+	uplink := fmt.Sprintf("s%d-%s", n, processID())
+	rules := "add table ip stage-nat; " +
+		"add chain ip stage-nat postrouting { type nat hook postrouting priority srcnat; }; " +
+		"add rule ip stage-nat postrouting oifname " + uplink + " masquerade; " +
+		"add chain ip stage-nat input { type filter hook input priority filter; }; " +
+		"add rule ip stage-nat input iifname " + uplink + " ct state != { established, related } drop"
+	if out, err := tp.Run(site, "nft", rules); err != nil {
+		return fmt.Errorf("nft in %s: %v\n%s", site, err, out)
+	}
+	return nil
 }

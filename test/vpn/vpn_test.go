@@ -101,24 +101,7 @@ func startHub(t testing.TB, o *overlay, backend string) (apply func()) {
 		return func() {}
 	}
 	hubNS, hubIface := o.tp.Hub, "wghub"
-	wg, err := harness.StartDaemon("wireguard-go-hub", "ip",
-		[]string{"netns", "exec", hubNS, "env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", hubIface},
-		filepath.Join(t.TempDir(), "wireguard-go.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(wg.Stop)
-	waitFor(t, "the hub's tunnel device", func() bool { _, err := o.tp.Run(hubNS, "ip", "link", "show", hubIface); return err == nil })
-	for _, args := range [][]string{
-		{"wg", "setconf", hubIface, filepath.Join(o.hubDir, "hub.conf")},
-		{"ip", "address", "add", "10.23.0.1/16", "dev", hubIface},
-		{"ip", "link", "set", hubIface, "up"},
-		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
-	} {
-		if out, err := o.tp.Run(hubNS, args[0], args[1:]...); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
+	harness.StartWireGuardHub(t, hubNS, hubIface, filepath.Join(o.hubDir, "hub.conf"), "10.23.0.1/16")
 	return func() {
 		if out, err := o.tp.Run(hubNS, "wg", "syncconf", hubIface, filepath.Join(o.hubDir, "hub.conf")); err != nil {
 			t.Fatalf("wg syncconf: %v\n%s", err, out)

@@ -27,7 +27,8 @@ var SchemeGroupVersion = schema.GroupVersion{Group: api.Group, Version: "v1alpha
 func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(SchemeGroupVersion,
 		&Site{}, &SiteList{}, &EnrolledNode{}, &EnrolledNodeList{}, &PluginVersion{},
-		&Rollout{}, &RolloutRevision{}, &RolloutRevisionList{}, &PeerGraph{})
+		&Rollout{}, &RolloutRevision{}, &RolloutRevisionList{}, &PeerGraph{},
+		&NetworkPath{}, &NetworkPathList{})
 	return nil
 }
 
@@ -76,6 +77,11 @@ type EnrolledNodeSpec struct {
 	VPN string `json:"vpn"`
 	// TokenID names the bootstrap token (Secret kube-system/bootstrap-token-ID).
 	TokenID string `json:"tokenID"`
+	// Endpoint (WireGuard) is the underlay HOST:PORT other sites reach the
+	// node at directly; empty behind NAT.
+	Endpoint string `json:"endpoint,omitempty"`
+	// RelayOnly (WireGuard): every path of the node goes through the hub.
+	RelayOnly bool `json:"relayOnly,omitempty"`
 }
 
 // Node states and token states of EnrolledNodeStatus.
@@ -305,6 +311,61 @@ func (in *RolloutRevisionList) DeepCopyObject() runtime.Object {
 	in.ListMeta.DeepCopyInto(&out.ListMeta)
 	for i := range in.Items {
 		out.Items = append(out.Items, in.Items[i].deepCopy())
+	}
+	return out
+}
+
+// Path kinds of NetworkPath.
+const (
+	PathDirect  = "direct"
+	PathRelayed = "relayed"
+)
+
+// NetworkPath is how overlay packets travel between two enrolled nodes, as
+// `kubectl stage net paths` prints it.
+type NetworkPath struct {
+	metav1.TypeMeta `json:",inline"`
+	// Name is NODE-A.NODE-B (A before B by name).
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              NetworkPathSpec `json:"spec"`
+}
+
+// NetworkPathSpec is the pair and its path.
+type NetworkPathSpec struct {
+	NodeA string `json:"nodeA"`
+	SiteA string `json:"siteA"`
+	NodeB string `json:"nodeB"`
+	SiteB string `json:"siteB"`
+	// Path is direct (site to site) or relayed (through the hub).
+	Path string `json:"path"`
+	// Reason says why a path is relayed.
+	Reason string `json:"reason,omitempty"`
+	// Since is when the pair got this path: the later enrollment of the two.
+	Since metav1.Time `json:"since"`
+}
+
+// NetworkPathList is every pair's path; the overlay's shape.
+type NetworkPathList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Shape is "mesh" (WireGuard) or "star" (OpenVPN: every path relayed).
+	Shape string        `json:"shape"`
+	Items []NetworkPath `json:"items"`
+}
+
+// DeepCopyObject implements runtime.Object.
+func (in *NetworkPath) DeepCopyObject() runtime.Object {
+	out := *in
+	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	return &out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (in *NetworkPathList) DeepCopyObject() runtime.Object {
+	out := &NetworkPathList{TypeMeta: in.TypeMeta, Shape: in.Shape}
+	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	for i := range in.Items {
+		out.Items = append(out.Items, *in.Items[i].DeepCopyObject().(*NetworkPath))
 	}
 	return out
 }

@@ -40,6 +40,9 @@ var (
 		# Have the API server check every write of the enrollment, persisting none
 		kubectl stage join tokyo --node tokyo-2 --dry-run=server
 
+		# A WireGuard node other sites reach directly at 203.0.113.7, UDP 51820
+		kubectl stage join tokyo --node tokyo-3 --endpoint 203.0.113.7:51820
+
 		# A token that lives one hour, and print the kubeadm join command too
 		kubectl stage join osaka --node osaka-1 --token-ttl 1h --print-join-command`)
 )
@@ -71,6 +74,8 @@ func NewCmdJoin(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	flags.StringVarP(&o.BundlePath, "bundle", "f", o.BundlePath, "where to write the join bundle (default ./NODE.join.sh)")
 	flags.DurationVar(&o.TokenTTL, "token-ttl", 0, "lifetime of the bootstrap token (default: the one set by init)")
 	flags.BoolVar(&o.PrintJoinCommand, "print-join-command", false, "also print the kubeadm join command (it contains the token)")
+	flags.StringVar(&o.Endpoint, "endpoint", o.Endpoint, "WireGuard: the underlay HOST:PORT where other sites reach this node directly (its WireGuard listens on PORT); leave it out behind NAT, where the hub relays")
+	flags.BoolVar(&o.RelayOnly, "relay-only", false, "WireGuard: keep every path of this node through the hub, even with --endpoint")
 	o.PrintFlags.AddFlags(cmd)
 	cmdutil.AddDryRunFlag(cmd)
 	return cmd

@@ -65,7 +65,7 @@ func NewCmdSites(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.
 func NewCmdStatus(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	return newCmd(f, streams, nodesView, &cobra.Command{
 		Use:   "status",
-		Short: "Show every enrolled node: site, overlay IP, Ready state, credential and token expiry",
+		Short: "Show every enrolled node: site, overlay IP, Ready state, credential and token expiry (-o wide: also its endpoint)",
 		Long: templates.LongDesc(`
 			Show what is enrolled where: each node's site, overlay IP, whether it
 			has joined and is Ready, and when its VPN credentials and bootstrap
@@ -146,7 +146,7 @@ func printNodes(o *Options, r *site.Report, w io.Writer) error {
 	now := o.now()
 	header := "NODE\tSITE\tOVERLAY IP\tSTATUS\tCREDENTIAL EXPIRES\tTOKEN"
 	if o.PrintFlags.Wide() {
-		header += "\tVPN\tINTERNAL IP\tTOKEN ID\tENROLLED"
+		header += "\tVPN\tINTERNAL IP\tTOKEN ID\tENROLLED\tENDPOINT"
 	}
 	fmt.Fprintln(w, header)
 	for _, n := range r.Nodes.Items {
@@ -156,11 +156,25 @@ func printNodes(o *Options, r *site.Report, w io.Writer) error {
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", n.Name, n.Spec.Site, n.Spec.OverlayIP, n.Status.State, expiry(n.Status.CredentialExpires.Time, now), tokenCol)
 		if o.PrintFlags.Wide() {
-			line += fmt.Sprintf("\t%s\t%s\t%s\t%s", n.Spec.VPN, orNone(n.Status.InternalIP), n.Spec.TokenID, age(n.CreationTimestamp.Time, now)+" ago")
+			line += fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s", n.Spec.VPN, orNone(n.Status.InternalIP), n.Spec.TokenID, age(n.CreationTimestamp.Time, now)+" ago", endpoint(n.Spec))
 		}
 		fmt.Fprintln(w, line)
 	}
 	return nil
+}
+
+// endpoint says where other sites reach the node, which decides its paths
+// (kubectl stage net paths lists them per pair).
+func endpoint(spec v1alpha1.EnrolledNodeSpec) string {
+	switch {
+	case spec.VPN != "wireguard":
+		return "<star: via hub>"
+	case spec.Endpoint == "":
+		return "<none: via hub>"
+	case spec.RelayOnly:
+		return spec.Endpoint + " (relay-only: via hub)"
+	}
+	return spec.Endpoint
 }
 
 func expiry(t, now time.Time) string {

@@ -24,7 +24,7 @@ func report() *site.Report {
 	}
 	r.Nodes.Items = []v1alpha1.EnrolledNode{
 		{ObjectMeta: metav1.ObjectMeta{Name: "osaka-1", CreationTimestamp: metav1.NewTime(now.Add(-2 * time.Hour))},
-			Spec: v1alpha1.EnrolledNodeSpec{Site: "osaka", OverlayIP: "10.23.0.4", VPN: "wireguard", TokenID: "cccccc"},
+			Spec: v1alpha1.EnrolledNodeSpec{Site: "osaka", OverlayIP: "10.23.0.4", VPN: "wireguard", TokenID: "cccccc", Endpoint: "198.18.200.4:51821"},
 			Status: v1alpha1.EnrolledNodeStatus{State: v1alpha1.NodeNotJoined, TokenState: v1alpha1.TokenValid,
 				CredentialExpires: metav1.NewTime(now.Add(365 * 24 * time.Hour)), TokenExpires: metav1.NewTime(now.Add(22 * time.Hour))}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "tokyo-1", CreationTimestamp: metav1.NewTime(now.Add(-3 * 24 * time.Hour))},
@@ -57,9 +57,9 @@ func TestTables(t *testing.T) {
 			"osaka-1   osaka   10.23.0.4    NotJoined   in 365d              expires in 22h\n" +
 			"tokyo-1   tokyo   10.23.0.2    Ready       expired              Expired\n"},
 		{name: "status wide", view: nodesView, output: cmdutil.OutputWide, report: report(), want: "" +
-			"NODE      SITE    OVERLAY IP   STATUS      CREDENTIAL EXPIRES   TOKEN            VPN         INTERNAL IP   TOKEN ID   ENROLLED\n" +
-			"osaka-1   osaka   10.23.0.4    NotJoined   in 365d              expires in 22h   wireguard   <none>        cccccc     120m ago\n" +
-			"tokyo-1   tokyo   10.23.0.2    Ready       expired              Expired          openvpn     10.23.0.2     aaaaaa     3d ago\n"},
+			"NODE      SITE    OVERLAY IP   STATUS      CREDENTIAL EXPIRES   TOKEN            VPN         INTERNAL IP   TOKEN ID   ENROLLED   ENDPOINT\n" +
+			"osaka-1   osaka   10.23.0.4    NotJoined   in 365d              expires in 22h   wireguard   <none>        cccccc     120m ago   198.18.200.4:51821\n" +
+			"tokyo-1   tokyo   10.23.0.2    Ready       expired              Expired          openvpn     10.23.0.2     aaaaaa     3d ago     <star: via hub>\n"},
 		{name: "no sites", view: sitesView, report: &site.Report{}, errOut: "No sites yet: enroll a node with kubectl stage join SITE --node NAME\n"},
 		{name: "no nodes", view: nodesView, report: &site.Report{}, errOut: "No nodes enrolled: enroll one with kubectl stage join SITE --node NAME\n"},
 	} {
@@ -81,5 +81,21 @@ func TestTables(t *testing.T) {
 				t.Errorf("table:\n%s\nwant:\n%s\nstderr %q, want %q", out, tc.want, errOut, tc.errOut)
 			}
 		})
+	}
+}
+
+func TestEndpointColumn(t *testing.T) {
+	for _, tc := range []struct {
+		spec v1alpha1.EnrolledNodeSpec
+		want string
+	}{
+		{v1alpha1.EnrolledNodeSpec{VPN: "openvpn"}, "<star: via hub>"},
+		{v1alpha1.EnrolledNodeSpec{VPN: "wireguard"}, "<none: via hub>"},
+		{v1alpha1.EnrolledNodeSpec{VPN: "wireguard", Endpoint: "203.0.113.7:51820"}, "203.0.113.7:51820"},
+		{v1alpha1.EnrolledNodeSpec{VPN: "wireguard", Endpoint: "203.0.113.7:51820", RelayOnly: true}, "203.0.113.7:51820 (relay-only: via hub)"},
+	} {
+		if got := endpoint(tc.spec); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.spec, got, tc.want)
+		}
 	}
 }

@@ -52,6 +52,8 @@ var flagOf = map[input.Name]string{
 	enroll.InputCredentialValidity: "--credential-validity",
 	enroll.InputSkipCertCheck:      "--skip-apiserver-cert-check",
 	enroll.InputForce:              "--force",
+	enroll.InputEndpoint:           "--endpoint",
+	enroll.InputRelayOnly:          "--relay-only",
 	rollout.InputWaves:             "--waves",
 	rollout.InputOrder:             "--order",
 	rollout.InputMaxAtOnce:         "--max-sites-at-once",

@@ -1,0 +1,157 @@
+// Package agent is the node agent's process: it watches kubectl-stage's
+// state in the cluster through informers and keeps what it manages on its
+// machine in step. Each thing it manages has its own package for the
+// decision (pkg/mesh for the WireGuard peers) and a loop here.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
+)
+
+// Mesh keeps one WireGuard interface's peers as the enrolled nodes say:
+// a node's interface (Node set) or the hub's (Hub set).
+type Mesh struct {
+	Client kubernetes.Interface
+	// Node is the node this agent runs on; Hub makes it the hub's agent.
+	Node string
+	Hub  bool
+	// Applier configures the interface.
+	Applier *mesh.Applier
+	// Resync reconciles this often even without a change in the cluster,
+	// which repairs a peer removed by hand.
+	Resync time.Duration
+	// Log receives one line per change and per error; never a private key.
+	Log io.Writer
+
+	// refused is the last refusals logged, so each is logged once.
+	refused string
+}
+
+// Run reconciles until ctx ends. While the API server cannot be reached
+// the informers keep their last state, so the interface keeps its peers:
+// a node cut off from the hub keeps its direct paths.
+func (m *Mesh) Run(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(m.Client, m.Resync,
+		informers.WithNamespace(api.SystemNamespace),
+		// The configuration and the records: ConfigMaps hold nothing secret,
+		// and the agent reads no Secret.
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = api.LabelManagedBy + "=" + api.LabelManagedByValue }))
+	configMaps := factory.Core().V1().ConfigMaps()
+	changed := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := configMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	// Never reconcile from an empty cache: it would remove every peer.
+	if !cache.WaitForCacheSync(ctx.Done(), configMaps.Informer().HasSynced) {
+		return fmt.Errorf("the informer did not sync: %w", context.Cause(ctx))
+	}
+	lister := configMaps.Lister().ConfigMaps(api.SystemNamespace)
+	ticker := time.NewTicker(m.Resync)
+	defer ticker.Stop()
+	poke()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-ticker.C:
+		}
+		if err := m.reconcile(ctx, lister); err != nil {
+			m.logf("not reconciled (the interface keeps its peers; retrying on the next change or in %s): %v", m.Resync, err)
+		}
+	}
+}
+
+// reconcile computes the peer set from the cache and applies it.
+func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamespaceLister) error {
+	cm, err := lister.Get(api.ConfigName)
+	if err != nil {
+		return fmt.Errorf("reading the staging configuration: %w", err)
+	}
+	cfg, err := site.DecodeConfig(cm)
+	if err != nil {
+		return err
+	}
+	hub, err := cfg.MeshHub()
+	if err != nil {
+		return err
+	}
+	records, err := lister.List(labels.SelectorFromSet(labels.Set{api.LabelRecord: "node"}))
+	if err != nil {
+		return err
+	}
+	table, err := lister.Get(api.IPAMName)
+	if err != nil {
+		return fmt.Errorf("reading the overlay address table: %w", err)
+	}
+	addresses, err := site.DecodeAllocations(table)
+	if err != nil {
+		return err
+	}
+	c := mesh.Cluster{Hub: hub, Addresses: addresses}
+	for _, cm := range records {
+		rec, err := site.DecodeNode(cm)
+		if err != nil {
+			// One corrupt record must not cut every other node off.
+			m.logf("ignoring %s/%s: %v", cm.Namespace, cm.Name, err)
+			continue
+		}
+		c.Nodes = append(c.Nodes, rec.MeshNode())
+	}
+	var plan mesh.Plan
+	if m.Hub {
+		plan = mesh.HubPeers(c)
+	} else if plan, err = mesh.NodePeers(m.Node, c); err != nil {
+		return err
+	}
+	if refused := fmt.Sprint(plan.Refused); refused != m.refused {
+		m.refused = refused
+		for _, r := range plan.Refused {
+			m.logf("refusing node %s", r)
+		}
+	}
+	changes, err := m.Applier.Apply(ctx, plan.Peers)
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		m.logf("%s", c)
+	}
+	return nil
+}
+
+func (m *Mesh) logf(format string, args ...any) {
+	if m.Log != nil {
+		fmt.Fprintf(m.Log, time.Now().UTC().Format(time.RFC3339)+" "+format+"\n", args...)
+	}
+}
+
+// ErrNoNode means the agent was not told which node it runs on.
+var ErrNoNode = errors.New("the agent needs the name of the node it runs on: --node NAME (the join bundle passes it), or --hub on the hub")

@@ -1,0 +1,156 @@
+// Package net implements `kubectl stage net`: the overlay network between
+// the sites.
+package net
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/printers"
+	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"k8s.io/kubectl/pkg/util/templates"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
+	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
+	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
+	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
+)
+
+// NewCmdNet returns the `net` command group.
+func NewCmdNet(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "net",
+		Short: "The overlay network between the sites",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(NewCmdPaths(f, streams))
+	return cmd
+}
+
+// PathsOptions are the flags of `net paths`.
+type PathsOptions struct {
+	PrintFlags *cmdutil.PrintFlags
+
+	store *site.Store
+	genericiooptions.IOStreams
+}
+
+// NewCmdPaths returns the `net paths` command.
+func NewCmdPaths(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &PathsOptions{PrintFlags: cmdutil.NewPrintFlags(false), IOStreams: streams}
+	cmd := &cobra.Command{
+		Use:   "paths",
+		Short: "Show, for every pair of nodes, whether packets go directly or through the hub",
+		Long: templates.LongDesc(`
+			Show the overlay's shape: for every pair of enrolled nodes, whether
+			their packets go straight between their sites (direct) or through
+			the hub (relayed), why, and since when. A WireGuard overlay is a
+			mesh: a pair is direct when both nodes declared an endpoint at join
+			(--endpoint) and neither is --relay-only; the node agents configure
+			it. An OpenVPN overlay is a star: every pair is relayed.
+
+			Records the agents refuse (a node claiming another node's overlay
+			address or key) are named on stderr.`),
+		Example: templates.Examples(`
+			kubectl stage net paths
+			kubectl stage net paths -o yaml`),
+		Args: cobra.NoArgs,
+		RunE: cmdutil.RunE(f, o),
+	}
+	o.PrintFlags.AddFlags(cmd)
+	return cmd
+}
+
+// Complete builds the client (without contacting the cluster).
+func (o *PathsOptions) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
+	client, err := f.KubernetesClientSet()
+	if err != nil {
+		return err
+	}
+	o.store = site.NewStore(client)
+	return nil
+}
+
+// Validate checks the output flags.
+func (o *PathsOptions) Validate() error { return o.PrintFlags.Validate() }
+
+// Run prints every pair's path.
+func (o *PathsOptions) Run(ctx context.Context) error {
+	cfg, err := o.store.Config(ctx)
+	if err != nil {
+		return err
+	}
+	records, err := o.store.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	addresses, err := o.store.Allocations(ctx)
+	if err != nil {
+		return err
+	}
+	list, refused, err := Paths(cfg, records, addresses)
+	if err != nil {
+		return err
+	}
+	for _, r := range refused {
+		fmt.Fprintf(o.ErrOut, "warning: the node agents refuse node %s; inspect its record (kubectl get configmap -n kubectl-stage-system node-%s -o yaml) and remove it with `kubectl stage leave %s`\n", r, r.Node, r.Node)
+	}
+	if !o.PrintFlags.HumanReadable() {
+		return o.PrintFlags.Print(list, o.Out)
+	}
+	fmt.Fprintf(o.Out, "overlay: %s\n", list.Shape)
+	w := printers.GetNewTabWriter(o.Out)
+	fmt.Fprintln(w, "NODE-A\tSITE-A\tNODE-B\tSITE-B\tPATH\tSINCE\tREASON")
+	for _, p := range list.Items {
+		s := p.Spec
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.NodeA, s.SiteA, s.NodeB, s.SiteB, s.Path, duration.HumanDuration(metav1.Now().Sub(s.Since.Time))+" ago", s.Reason)
+	}
+	return w.Flush()
+}
+
+// Paths is the overlay's shape from the configuration and the records:
+// pkg/mesh's decision for a WireGuard overlay; every pair relayed for
+// OpenVPN, which has no mesh.
+func Paths(cfg *site.Config, records []site.NodeRecord, addresses map[netip.Addr]string) (*v1alpha1.NetworkPathList, []mesh.Refusal, error) {
+	nodes := make([]mesh.Node, 0, len(records))
+	for _, r := range records {
+		nodes = append(nodes, r.MeshNode())
+	}
+	list := &v1alpha1.NetworkPathList{Shape: "mesh", Items: []v1alpha1.NetworkPath{}}
+	var paths []mesh.Path
+	var refused []mesh.Refusal
+	if cfg.VPN == vpn.WireGuard {
+		hub, err := cfg.MeshHub()
+		if err != nil {
+			return nil, nil, err
+		}
+		paths, refused = mesh.Paths(mesh.Cluster{Hub: hub, Nodes: nodes, Addresses: addresses})
+	} else {
+		list.Shape = "star"
+		for i, a := range nodes {
+			for _, b := range nodes[i+1:] {
+				if b.Name < a.Name {
+					a, b = b, a
+				}
+				p := mesh.PathBetween(a, b)
+				p.Kind, p.Reason = mesh.Relayed, "OpenVPN overlays are a star: every path goes through the hub"
+				paths = append(paths, p)
+			}
+		}
+	}
+	for _, p := range paths {
+		list.Items = append(list.Items, v1alpha1.NetworkPath{
+			ObjectMeta: metav1.ObjectMeta{Name: p.A.Name + "." + p.B.Name},
+			Spec: v1alpha1.NetworkPathSpec{NodeA: p.A.Name, SiteA: p.A.Site, NodeB: p.B.Name, SiteB: p.B.Site,
+				Path: p.Kind, Reason: p.Reason, Since: metav1.NewTime(p.Since)},
+		})
+	}
+	return list, refused, nil
+}
