@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/dryrun"
+	"github.com/kubectl-stage/kubectl-stage/pkg/runlease"
 )
 
 // Plan is how the sites are grouped into waves and gated.
@@ -42,7 +44,12 @@ type Roller struct {
 	// undo stops after its first write instead of running waves whose pods
 	// would never change.
 	DryRun kcmdutil.DryRunStrategy
-	now    func() time.Time
+	// Runner names this runner to others, on the rollout's lease.
+	Runner string
+	// LeaseDuration is how long the lease outlives this runner if it
+	// dies without releasing it.
+	LeaseDuration time.Duration
+	now           func() time.Time
 }
 
 // New finds the app's workload.
@@ -51,7 +58,45 @@ func New(ctx context.Context, client kubernetes.Interface, ref Ref, out io.Write
 	if err != nil {
 		return nil, err
 	}
-	return &Roller{client: client, w: w, Out: out, now: time.Now}, nil
+	return &Roller{client: client, w: w, Out: out, Runner: cliRunner(), LeaseDuration: runlease.DefaultDuration, now: time.Now}, nil
+}
+
+// cliRunner names a runner that is a kubectl-stage command, so that a user
+// refused by it knows whose it is.
+func cliRunner() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown host"
+	}
+	who := os.Getenv("USER")
+	if who == "" {
+		who = "unknown user"
+	}
+	return fmt.Sprintf("kubectl stage rollout (%s on %s, pid %d)", who, host, os.Getpid())
+}
+
+// exclusively runs work while holding the rollout's lease, so that no
+// other runner acts on the rollout meanwhile. The lease is taken before
+// work's first write: when another live runner holds it, nothing is
+// written and the error names that runner.
+func (r *Roller) exclusively(ctx context.Context, work func(context.Context) (*Result, error)) (*Result, error) {
+	if r.DryRun != kcmdutil.DryRunNone {
+		// A dry run writes nothing that another runner could contend for.
+		return work(ctx)
+	}
+	lease := &runlease.Lease{
+		Client: r.client, Namespace: r.w.ref().Namespace, Name: runlease.Name(r.w.ref().Kind, r.w.ref().Name),
+		Identity: r.Runner, Duration: r.LeaseDuration, Now: r.now,
+	}
+	runCtx, held, err := lease.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := work(runCtx)
+	if relErr := held.Release(); relErr != nil {
+		err = errors.Join(err, relErr)
+	}
+	return res, err
 }
 
 // Ref is the workload being rolled out.
@@ -184,7 +229,9 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 		// is the one that rollout saved, not the OnDelete it set.
 		state.Strategy = previous.Strategy
 	}
-	return r.write(ctx, target, previous, state, history, loc)
+	return r.exclusively(ctx, func(ctx context.Context) (*Result, error) {
+		return r.write(ctx, target, previous, state, history, loc)
+	})
 }
 
 // write stores the planned rollout and runs it.
@@ -224,7 +271,9 @@ func (r *Roller) Resume(ctx context.Context) (*Result, error) {
 	if !ok {
 		return nil, fmt.Errorf("revision %d is missing from the history of %s; undo or start a new rollout", state.Revision, r.w.ref())
 	}
-	return r.restart(ctx, state, rev.Spec.DeepCopy())
+	return r.exclusively(ctx, func(ctx context.Context) (*Result, error) {
+		return r.restart(ctx, state, rev.Spec.DeepCopy())
+	})
 }
 
 // restart marks the rollout progressing again and runs it.
