@@ -44,6 +44,9 @@ type Roller struct {
 	// undo stops after its first write instead of running waves whose pods
 	// would never change.
 	DryRun kcmdutil.DryRunStrategy
+	// Detach makes Start and Undo store the plan and return: the in-cluster
+	// runner drives the waves.
+	Detach bool
 	// Runner names this runner to others, on the rollout's lease.
 	Runner string
 	// LeaseDuration is how long the lease outlives this runner if it
@@ -229,6 +232,10 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 		// is the one that rollout saved, not the OnDelete it set.
 		state.Strategy = previous.Strategy
 	}
+	if r.Detach {
+		// No lease: the runner that will drive it takes one.
+		return r.write(ctx, target, previous, state, history, loc)
+	}
 	return r.exclusively(ctx, func(ctx context.Context) (*Result, error) {
 		return r.write(ctx, target, previous, state, history, loc)
 	})
@@ -252,10 +259,41 @@ func (r *Roller) write(ctx context.Context, target *corev1.PodTemplateSpec, prev
 	}
 	fmt.Fprintf(r.Out, "rolling %s out to revision %d (%s) in %d waves: %s%s\n",
 		r.w.ref(), state.Revision, Images(target), len(state.Waves), describeWaves(state.Waves), dryrun.Suffix(r.DryRun))
-	if r.DryRun != kcmdutil.DryRunNone {
+	if r.DryRun != kcmdutil.DryRunNone || r.Detach {
 		return &Result{Ref: r.w.ref(), State: state}, nil
 	}
 	return r.run(ctx, target, loc)
+}
+
+// NeedsRunner reports whether a stored rollout has steps left for a runner:
+// it is progressing, or paused with a wave in flight that must finish.
+func NeedsRunner(s *State) bool {
+	return s != nil && (s.Phase == PhaseProgressing || (s.Phase == PhasePaused && len(s.Moving) > 0))
+}
+
+// Continue drives a stored rollout from where it stands, as the in-cluster
+// runner does, without changing its phase (unlike Resume). A live runner
+// holding it is a *runlease.HeldError.
+func (r *Roller) Continue(ctx context.Context) (*Result, error) {
+	return r.exclusively(ctx, func(ctx context.Context) (*Result, error) {
+		// Read under the lease: the previous runner may have moved it on.
+		state, history, err := r.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !NeedsRunner(state) {
+			return &Result{Ref: r.w.ref(), State: state}, nil
+		}
+		rev, ok := history.Find(state.Revision)
+		if !ok {
+			return nil, fmt.Errorf("revision %d is missing from the history of %s; undo or start a new rollout", state.Revision, r.w.ref())
+		}
+		_, loc, err := r.snapshot(ctx, state)
+		if err != nil {
+			return nil, err
+		}
+		return r.run(ctx, rev.Spec.DeepCopy(), loc)
+	})
 }
 
 // Resume continues a paused, failed or interrupted rollout.
