@@ -201,3 +201,70 @@ func TestRolloutControllerTakesOverFromKilledCLI(t *testing.T) {
 		}
 	}
 }
+
+// Two controller replicas: the one holding the rollout is killed
+// (SIGKILL) in the middle of site-b's wave; the other takes over once its
+// Lease has expired and finishes, with no site updated twice or skipped.
+func TestRolloutControllerReplicaKilledMidWave(t *testing.T) {
+	cp := cluster(t, sites)
+	ctx := context.Background()
+	deployStatefulSet(t, cp)
+	bin := harness.Build(t, "./cmd/stage-rollout-controller")
+	replicas := map[string]*harness.Daemon{}
+	for _, name := range []string{"replica-1", "replica-2"} {
+		replicas["rollout controller "+name] = startController(t, cp, bin, name)
+	}
+	p := &probe{reachedB: make(chan struct{}), release: make(chan struct{})}
+	server := httptest.NewServer(p)
+	t.Cleanup(server.Close)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(p.release) }) }
+	t.Cleanup(release)
+
+	if _, _, err := stage(ctx, t, cp, "rollout", "sts/node", "--image", "p2p:v2", "--min-ready", "0s", "--detach",
+		"--health-http", server.URL+"/healthy?site={site}"); err != nil {
+		t.Fatal(err)
+	}
+	<-p.reachedB
+	lease, err := cp.Client.CoordinationV1().Leases(namespace).Get(ctx, runlease.Name(rollout.KindStatefulSet, "node"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := *lease.Spec.HolderIdentity
+	siteA := podsBySite(t, cp, "node")["site-a"][0]
+	replicas[first].Kill()
+	var other string
+	for name := range replicas {
+		if name != first {
+			other = name
+		}
+	}
+	if other == "" {
+		t.Fatalf("the rollout is held by %q, not by a replica", first)
+	}
+	waitLeaseHolder(t, cp, rollout.KindStatefulSet, "node", other)
+	release()
+	out, err := follow(t, cp, "node")
+	if err != nil || !strings.Contains(out, "statefulset/node revision 2: Complete") {
+		t.Fatalf("status -w: %v\n%s", err, out)
+	}
+	sts, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _ := storedState(t, sts.Annotations)
+	if !slices.Equal(state.Done, []string{"site-a", "site-b", "site-c"}) {
+		t.Errorf("sites done in order %v", state.Done)
+	}
+	if got, want := p.sites(), []string{"site-a", "site-b", "site-b", "site-c"}; !slices.Equal(got, want) {
+		t.Errorf("health checks by site %v, want %v (site-b again by the new holder, nothing else twice)", got, want)
+	}
+	if now := podsBySite(t, cp, "node")["site-a"][0]; now.UID != siteA.UID {
+		t.Errorf("the second replica replaced site-a's pod again")
+	}
+	for site, rev := range revisions(t, cp, "node") {
+		if rev != "2:p2p:v2" {
+			t.Errorf("site %s runs %s", site, rev)
+		}
+	}
+}
