@@ -22,7 +22,7 @@ import (
 
 // startController runs the in-cluster rollout runner as its own process,
 // as its Deployment would, until the test ends.
-func startController(t *testing.T, cp *harness.ControlPlane, bin, name string) *harness.Daemon {
+func startController(t testing.TB, cp *harness.ControlPlane, bin, name string) *harness.Daemon {
 	t.Helper()
 	port := harness.FreePort(t)
 	d, err := harness.StartDaemon(name, bin, []string{"--kubeconfig", cp.Kubeconfig, "--identity", name,
