@@ -124,6 +124,19 @@ func (p *probe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// newProbe serves a probe until the test ends; release lets site-b's
+// checks through (at the latest when the test ends).
+func newProbe(t *testing.T) (p *probe, url string, release func()) {
+	p = &probe{reachedB: make(chan struct{}), release: make(chan struct{})}
+	server := httptest.NewServer(p)
+	var once sync.Once
+	release = func() { once.Do(func() { close(p.release) }) }
+	// Cleanups run last-in first-out: release the held checks, then stop.
+	t.Cleanup(server.Close)
+	t.Cleanup(release)
+	return p, server.URL + "/healthy?site={site}", release
+}
+
 func (p *probe) sites() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -139,15 +152,10 @@ func TestRolloutControllerTakesOverFromKilledCLI(t *testing.T) {
 	ctx := context.Background()
 	deployStatefulSet(t, cp)
 	startController(t, cp, harness.Build(t, "./cmd/stage-rollout-controller"), "replica-1")
-	p := &probe{reachedB: make(chan struct{}), release: make(chan struct{})}
-	server := httptest.NewServer(p)
-	t.Cleanup(server.Close)
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(p.release) }) }
-	t.Cleanup(release)
+	p, probeURL, release := newProbe(t)
 
 	cli, err := harness.StartDaemon("kubectl-stage rollout", harness.BuildStage(t), []string{"--kubeconfig", cp.Kubeconfig,
-		"rollout", "sts/node", "--image", "p2p:v2", "--min-ready", "0s", "--health-http", server.URL + "/healthy?site={site}"},
+		"rollout", "sts/node", "--image", "p2p:v2", "--min-ready", "0s", "--health-http", probeURL},
 		filepath.Join(t.TempDir(), "cli.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -214,15 +222,10 @@ func TestRolloutControllerReplicaKilledMidWave(t *testing.T) {
 	for _, name := range []string{"replica-1", "replica-2"} {
 		replicas["rollout controller "+name] = startController(t, cp, bin, name)
 	}
-	p := &probe{reachedB: make(chan struct{}), release: make(chan struct{})}
-	server := httptest.NewServer(p)
-	t.Cleanup(server.Close)
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(p.release) }) }
-	t.Cleanup(release)
+	p, probeURL, release := newProbe(t)
 
 	if _, _, err := stage(ctx, t, cp, "rollout", "sts/node", "--image", "p2p:v2", "--min-ready", "0s", "--detach",
-		"--health-http", server.URL+"/healthy?site={site}"); err != nil {
+		"--health-http", probeURL); err != nil {
 		t.Fatal(err)
 	}
 	<-p.reachedB
