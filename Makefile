@@ -40,10 +40,11 @@ tools: ## Build the test control plane, the node components (kubelet, kubeadm), 
 	./hack/build-tools.sh
 
 .PHONY: build
-build: ## Build kubectl-stage, the webhook, the node agent and the gossip example into bin/
+build: ## Build kubectl-stage, the webhook, the node agent, the rollout controller and the gossip example into bin/
 	$(GO_BUILD) -o $(BIN_DIR)/kubectl-stage ./cmd/kubectl-stage
 	$(GO_BUILD) -o $(BIN_DIR)/stage-webhook ./webhook/cmd/stage-webhook
 	$(GO_BUILD) -o $(BIN_DIR)/kubectl-stage-agent ./cmd/kubectl-stage-agent
+	$(GO_BUILD) -o $(BIN_DIR)/stage-rollout-controller ./cmd/stage-rollout-controller
 	$(GO_BUILD_BASE) -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN_DIR)/gossip ./examples/gossip
 
 IMAGES_DIR ?= $(BIN_DIR)/images

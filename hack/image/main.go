@@ -36,7 +36,7 @@ type image struct {
 
 func main() {
 	out := flag.String("out", "bin/images", "where the OCI image-layout tarballs go")
-	webhookLDFlags := flag.String("webhook-ldflags", "", "extra -ldflags for the webhook (version stamping)")
+	webhookLDFlags := flag.String("webhook-ldflags", "", "extra -ldflags for the webhook and the rollout controller (version stamping)")
 	push := flag.String("push", "", "push the tarballs in -out to this registry prefix (e.g. registry.example.com/team) instead of building")
 	flag.Parse()
 	var err error
@@ -82,6 +82,8 @@ func images(root, webhookLDFlags string) (registry string, _ []image, _ error) {
 		{name: "gossip", pkg: "./examples/gossip", tag: "v2", user: "65532:65532", ldflags: "-X main.version=v2"},
 		// The pod sandbox of real nodes (containerd's sandbox_image).
 		{name: "pause", pkg: "./hack/image/pause", tag: chart.AppVersion, user: "65535:65535"},
+		// The in-cluster rollout runner (the chart's rolloutController).
+		{name: "stage-rollout-controller", pkg: "./cmd/stage-rollout-controller", tag: chart.AppVersion, user: "65532:65532", ldflags: webhookLDFlags},
 	}, nil
 }
 

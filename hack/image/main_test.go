@@ -29,8 +29,8 @@ func TestImagesAreReproducibleAndPushable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(first) != 4 || len(second) != 4 {
-		t.Fatalf("built %d and %d images, want 4 each", len(first), len(second))
+	if len(first) != 5 || len(second) != 5 {
+		t.Fatalf("built %d and %d images, want 5 each", len(first), len(second))
 	}
 	for i := range first {
 		a, b := first[i], second[i]
@@ -44,7 +44,7 @@ func TestImagesAreReproducibleAndPushable(t *testing.T) {
 		}
 		t.Logf("%s %s (%d bytes)", a.ref, a.digest, len(da))
 	}
-	wantRefs := []string{"ghcr.io/kubectl-stage/stage-webhook:v0.1.0", "ghcr.io/kubectl-stage/gossip:v1", "ghcr.io/kubectl-stage/gossip:v2", "ghcr.io/kubectl-stage/pause:v0.1.0"}
+	wantRefs := []string{"ghcr.io/kubectl-stage/stage-webhook:v0.1.0", "ghcr.io/kubectl-stage/gossip:v1", "ghcr.io/kubectl-stage/gossip:v2", "ghcr.io/kubectl-stage/pause:v0.1.0", "ghcr.io/kubectl-stage/stage-rollout-controller:v0.1.0"}
 	for i, want := range wantRefs {
 		if first[i].ref != want {
 			t.Errorf("image %d is %s, want %s", i, first[i].ref, want)
@@ -60,6 +60,13 @@ func TestImagesAreReproducibleAndPushable(t *testing.T) {
 	}
 	if cfg.Config.User != "65532:65532" || len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/stage-webhook" {
 		t.Errorf("webhook image runs %v as %q, want /stage-webhook as 65532:65532", cfg.Config.Entrypoint, cfg.Config.User)
+	}
+	controller, err := ociimage.ReadLayoutTar(first[4].file, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := controller[0].Image.ConfigFile(); err != nil || cfg.Config.Entrypoint[0] != "/stage-rollout-controller" {
+		t.Errorf("rollout controller image: %v, entrypoint %v", err, cfg.Config.Entrypoint)
 	}
 
 	// go-containerregistry's registry, in memory on loopback.

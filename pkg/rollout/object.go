@@ -53,6 +53,8 @@ func (r *Result) Object() *v1alpha1.Rollout {
 // siteResult says how far the rollout got at site.
 func siteResult(s *State, site string) string {
 	switch {
+	case slices.Contains(s.Left, site):
+		return v1alpha1.SiteLeft
 	case slices.Contains(s.Done, site):
 		return v1alpha1.SiteUpdated
 	case site == s.FailedSite:

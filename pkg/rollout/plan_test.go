@@ -144,6 +144,9 @@ func TestHistoryRecordAndRevisions(t *testing.T) {
 	if _, _, err := ReadAnnotations(map[string]string{api.AnnotationRollout: "{"}); err == nil || !strings.Contains(err.Error(), "remove it to start over") {
 		t.Errorf("garbled state: %v", err)
 	}
+	if _, _, err := ReadAnnotations(map[string]string{api.AnnotationRollout: `{"version":99,"revision":2,"phase":"Progressing"}`}); err == nil || !strings.Contains(err.Error(), "written by a newer kubectl-stage (state version 99") {
+		t.Errorf("a state from a newer version must be refused: %v", err)
+	}
 }
 
 func pod(name, node string, revision int, readyFor time.Duration, now time.Time) *corev1.Pod {
@@ -171,7 +174,7 @@ func TestCount(t *testing.T) {
 		pod("sts-2", "", 2, -1, now), // recreated, not yet scheduled
 		pod("elsewhere", "n-x", 2, time.Minute, now),
 	}
-	got, next := Count(pods, loc, []string{"a", "b"}, map[string]int{"a": 3, "b": 2}, 2, 10*time.Second, now)
+	got, next := IndexPods(pods, loc, 2).Count([]string{"a", "b"}, map[string]int{"a": 3, "b": 2}, 10*time.Second, now)
 	want := []SiteProgress{
 		{Site: "a", Desired: 3, Updated: 3, Ready: 1},
 		{Site: "b", Desired: 2, Updated: 1, Outdated: 1},

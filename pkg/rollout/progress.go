@@ -74,6 +74,16 @@ func (l Locator) SiteOf(pod *corev1.Pod) string {
 	return l.Placed[pod.Name]
 }
 
+// HasNodesAt reports whether any node is at the site.
+func (l Locator) HasNodesAt(site string) bool {
+	for _, s := range l.NodeSite {
+		if s == site {
+			return true
+		}
+	}
+	return false
+}
+
 // Live reports whether a pod counts: not being deleted and not finished.
 func Live(pod *corev1.Pod) bool {
 	return pod.DeletionTimestamp == nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
@@ -89,39 +99,77 @@ func readySince(pod *corev1.Pod) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// Count tallies the pods of the given sites against the target revision.
-// A pod counts as ready once it has been Ready for minReady; next is the
-// earliest moment a Ready pod will cross that line (zero if none), so the
-// caller can wake up then instead of polling.
-func Count(pods []*corev1.Pod, loc Locator, sites []string, desired map[string]int, revision int, minReady time.Duration, now time.Time) (progress []SiteProgress, next time.Time) {
-	bySite := map[string]*SiteProgress{}
-	for _, s := range sites {
-		bySite[s] = &SiteProgress{Site: s, Desired: desired[s]}
-	}
+// SitePods are a site's live pods of the app, split by revision.
+type SitePods struct {
+	// Current pods run the target revision; Outdated ones another.
+	Current, Outdated []*corev1.Pod
+}
+
+// Live returns every live pod at the site, current ones first.
+func (p *SitePods) Live() []*corev1.Pod {
+	return append(slices.Clone(p.Current), p.Outdated...)
+}
+
+// Len is the number of live pods at the site.
+func (p *SitePods) Len() int { return len(p.Current) + len(p.Outdated) }
+
+// PodsBySite is the app's live pods indexed by site against a revision:
+// the one place that decides which pods are at which site on which
+// revision. Pods whose site is unknown are under "".
+type PodsBySite map[string]*SitePods
+
+// IndexPods sorts the app's live pods by site and revision.
+func IndexPods(pods []*corev1.Pod, loc Locator, revision int) PodsBySite {
+	index := PodsBySite{}
 	for _, pod := range pods {
-		p := bySite[loc.SiteOf(pod)]
-		if p == nil || !Live(pod) {
+		if !Live(pod) {
 			continue
 		}
-		if PodRevision(pod.ObjectMeta) != revision {
-			p.Outdated++
-			continue
+		site := loc.SiteOf(pod)
+		at := index[site]
+		if at == nil {
+			at = &SitePods{}
+			index[site] = at
 		}
-		p.Updated++
-		since, ready := readySince(pod)
-		if !ready {
-			continue
+		if PodRevision(pod.ObjectMeta) == revision {
+			at.Current = append(at.Current, pod)
+		} else {
+			at.Outdated = append(at.Outdated, pod)
 		}
-		if at := since.Add(minReady); at.After(now) {
-			if next.IsZero() || at.Before(next) {
-				next = at
-			}
-			continue
-		}
-		p.Ready++
 	}
-	for _, s := range sites {
-		progress = append(progress, *bySite[s])
+	return index
+}
+
+// At returns the site's pods (none if it has none).
+func (x PodsBySite) At(site string) *SitePods {
+	if p := x[site]; p != nil {
+		return p
+	}
+	return &SitePods{}
+}
+
+// Count tallies the given sites' pods. A pod counts as ready once it has
+// been Ready for minReady; next is the earliest moment a Ready pod will
+// cross that line (zero if none), so the caller can wake up then instead of
+// polling.
+func (x PodsBySite) Count(sites []string, desired map[string]int, minReady time.Duration, now time.Time) (progress []SiteProgress, next time.Time) {
+	for _, site := range sites {
+		at := x.At(site)
+		p := SiteProgress{Site: site, Desired: desired[site], Updated: len(at.Current), Outdated: len(at.Outdated)}
+		for _, pod := range at.Current {
+			since, ready := readySince(pod)
+			if !ready {
+				continue
+			}
+			if at := since.Add(minReady); at.After(now) {
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+				continue
+			}
+			p.Ready++
+		}
+		progress = append(progress, p)
 	}
 	return progress, next
 }

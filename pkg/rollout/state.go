@@ -31,6 +31,9 @@ type Gates = v1alpha1.RolloutGates
 // State is the rollout in progress (or the last one), as stored in
 // api.AnnotationRollout.
 type State struct {
+	// Version is the layout of this state (StateVersion); a runner never
+	// acts on, nor writes over, a state from a newer kubectl-stage.
+	Version  int        `json:"version,omitempty"`
 	Revision int        `json:"revision"`
 	Phase    Phase      `json:"phase"`
 	Waves    [][]string `json:"waves"`
@@ -43,6 +46,18 @@ type State struct {
 	Placed map[string]string `json:"placed,omitempty"`
 	// Done lists the sites that passed their wave, in order.
 	Done []string `json:"done,omitempty"`
+	// Moving lists the sites of the wave in progress whose pods the runner
+	// has started to replace, from WaveStarted on (the wave's --timeout
+	// counts from then, whichever runner continues it). Both are cleared
+	// when the wave passes, and by resume, which restarts the wave.
+	Moving      []string     `json:"moving,omitempty"`
+	WaveStarted *metav1.Time `json:"waveStarted,omitempty"`
+	// Retired lists the wave's sites whose old pods were retired already
+	// (Deployments), so that no runner scales the original down twice.
+	Retired []string `json:"retired,omitempty"`
+	// Left lists the sites passed because every node there left the
+	// cluster during the rollout: no pod was left there to update.
+	Left []string `json:"left,omitempty"`
 	// FailedSite and Message say why the rollout stopped.
 	FailedSite string `json:"failedSite,omitempty"`
 	Message    string `json:"message,omitempty"`
@@ -52,6 +67,20 @@ type State struct {
 	Strategy json.RawMessage `json:"strategy,omitempty"`
 	Started  metav1.Time     `json:"started"`
 	Updated  metav1.Time     `json:"updated"`
+}
+
+// StateVersion is the layout of State this kubectl-stage reads and writes.
+// Fields added later must be ones an older reader may ignore; a change an
+// older reader would misread raises it.
+const StateVersion = 1
+
+// Readable refuses a state written by a newer kubectl-stage, whose meaning
+// this one cannot know.
+func (s *State) Readable() error {
+	if s.Version > StateVersion {
+		return fmt.Errorf("the rollout state was written by a newer kubectl-stage (state version %d, this one knows up to %d); upgrade kubectl-stage (kubectl krew upgrade stage) and run the command again", s.Version, StateVersion)
+	}
+	return nil
 }
 
 // NextWave is the index of the first wave with a site not yet done.
@@ -153,6 +182,9 @@ func ReadAnnotations(annotations map[string]string) (*State, History, error) {
 		if err := json.Unmarshal([]byte(raw), state); err != nil {
 			return nil, nil, fmt.Errorf("annotation %s is not a rollout state (%v); remove it to start over", api.AnnotationRollout, err)
 		}
+		if err := state.Readable(); err != nil {
+			return nil, nil, err
+		}
 	}
 	var history History
 	if raw := annotations[api.AnnotationRolloutHistory]; raw != "" {
@@ -166,6 +198,7 @@ func ReadAnnotations(annotations map[string]string) (*State, History, error) {
 // writeAnnotations stores state and history into annotations.
 func writeAnnotations(annotations map[string]string, state *State, history History) error {
 	if state != nil {
+		state.Version = StateVersion
 		raw, err := json.Marshal(state)
 		if err != nil {
 			return err

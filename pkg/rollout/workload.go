@@ -74,11 +74,14 @@ type workload interface {
 	// setTarget makes the workload hold the target revision without
 	// replacing any pod by itself.
 	setTarget(target *corev1.PodTemplateSpec, state *State) error
-	// moveSite starts the site's move to the target revision.
-	moveSite(ctx context.Context, site string, target *corev1.PodTemplateSpec, state *State, pods []*corev1.Pod, loc Locator) error
-	// retireOld removes the site's outdated pods once the new ones are Ready
-	// (for kinds where moveSite adds pods instead of replacing them).
-	retireOld(ctx context.Context, site string, pods []*corev1.Pod, loc Locator) error
+	// moveSite starts the site's move to the target revision; the pods it
+	// replaces are recorded in loc.Placed.
+	moveSite(ctx context.Context, site string, target *corev1.PodTemplateSpec, state *State, at *SitePods, loc Locator) error
+	// addsPods is true when moveSite adds the new pods beside the old ones
+	// instead of replacing them; retireOld removes the old ones once the
+	// new ones are Ready.
+	addsPods() bool
+	retireOld(ctx context.Context, at *SitePods) error
 	// restore hands the workload back to its own controller.
 	restore(target *corev1.PodTemplateSpec, state *State) error
 	// informer watches this one workload (the factory is scoped to it).
@@ -123,13 +126,10 @@ func newWorkload(ctx context.Context, client kubernetes.Interface, ref Ref) (wor
 	}
 }
 
-// deletePodsAt deletes the site's live pods that do not run the target
+// deleteOutdated deletes the site's pods that do not run the target
 // revision; their controller recreates them from the target template.
-func deletePodsAt(ctx context.Context, client kubernetes.Interface, site string, revision int, pods []*corev1.Pod, loc Locator) error {
-	for _, pod := range pods {
-		if !Live(pod) || loc.SiteOf(pod) != site || PodRevision(pod.ObjectMeta) == revision {
-			continue
-		}
+func deleteOutdated(ctx context.Context, client kubernetes.Interface, site string, at *SitePods, loc Locator) error {
+	for _, pod := range at.Outdated {
 		loc.Placed[pod.Name] = site
 		uid := pod.UID
 		err := client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
@@ -169,11 +169,13 @@ type podReplacer struct {
 	client kubernetes.Interface
 }
 
-func (r podReplacer) moveSite(ctx context.Context, site string, _ *corev1.PodTemplateSpec, state *State, pods []*corev1.Pod, loc Locator) error {
-	return deletePodsAt(ctx, r.client, site, state.Revision, pods, loc)
+func (r podReplacer) moveSite(ctx context.Context, site string, _ *corev1.PodTemplateSpec, _ *State, at *SitePods, loc Locator) error {
+	return deleteOutdated(ctx, r.client, site, at, loc)
 }
 
-func (podReplacer) retireOld(context.Context, string, []*corev1.Pod, Locator) error { return nil }
+func (podReplacer) addsPods() bool { return false }
+
+func (podReplacer) retireOld(context.Context, *SitePods) error { return nil }
 
 type statefulSet struct {
 	podReplacer
@@ -275,7 +277,7 @@ func SiteDeploymentName(name, site string) string { return name + "-" + site }
 
 // moveSite creates or updates the site's own Deployment with the target
 // template, pinned to the site.
-func (w *deployment) moveSite(ctx context.Context, site string, target *corev1.PodTemplateSpec, state *State, _ []*corev1.Pod, _ Locator) error {
+func (w *deployment) moveSite(ctx context.Context, site string, target *corev1.PodTemplateSpec, state *State, _ *SitePods, _ Locator) error {
 	deployments := w.client.AppsV1().Deployments(w.ns)
 	name := SiteDeploymentName(w.name, site)
 	tmpl := target.DeepCopy()
@@ -343,9 +345,11 @@ func (w *deployment) moveSite(ctx context.Context, site string, target *corev1.P
 	return err
 }
 
+func (w *deployment) addsPods() bool { return true }
+
 // retireOld scales the original Deployment down by its pods at the site,
 // marking them so that its ReplicaSets delete exactly those.
-func (w *deployment) retireOld(ctx context.Context, site string, pods []*corev1.Pod, loc Locator) error {
+func (w *deployment) retireOld(ctx context.Context, at *SitePods) error {
 	if err := w.get(ctx); err != nil {
 		return err
 	}
@@ -354,9 +358,9 @@ func (w *deployment) retireOld(ctx context.Context, site string, pods []*corev1.
 		return err
 	}
 	retired := int32(0)
-	for _, pod := range pods {
+	for _, pod := range at.Live() {
 		ctrl := metav1.GetControllerOf(pod)
-		if !Live(pod) || loc.SiteOf(pod) != site || ctrl == nil || !owned[ctrl.UID] {
+		if ctrl == nil || !owned[ctrl.UID] {
 			continue
 		}
 		patch := []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1000000"}}}`)

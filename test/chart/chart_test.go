@@ -17,6 +17,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -446,4 +447,44 @@ func decode(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// The in-cluster rollout runner is opt-in; on, it runs the controller
+// image built with the webhook's, with exactly the permissions a rollout
+// uses.
+func TestChartRolloutController(t *testing.T) {
+	_, off := render(t)
+	for key := range off {
+		if strings.Contains(key, "-rollout") {
+			t.Errorf("the rollout controller is opt-in, but the defaults render %s", key)
+		}
+	}
+	_, on := render(t, "rolloutController.enabled=true", "rolloutController.leaseDuration=20s")
+	deploy := convert[appsv1.Deployment](t, on["Deployment/stage-kubectl-stage-rollout"])
+	c := deploy.Spec.Template.Spec.Containers[0]
+	if c.Image != "ghcr.io/kubectl-stage/stage-rollout-controller:v0.1.0" || !slices.Contains(c.Args, "--lease-duration=20s") ||
+		deploy.Spec.Template.Spec.ServiceAccountName != "stage-kubectl-stage-rollout" || *deploy.Spec.Replicas != 2 {
+		t.Errorf("controller deployment: image %s args %v serviceAccount %s replicas %d", c.Image, c.Args, deploy.Spec.Template.Spec.ServiceAccountName, *deploy.Spec.Replicas)
+	}
+	role := convert[rbacv1.ClusterRole](t, on["ClusterRole/stage-kubectl-stage-rollout"])
+	var rules []string
+	for _, r := range role.Rules {
+		rules = append(rules, fmt.Sprintf("%s %s %s", strings.Join(r.APIGroups, ","), strings.Join(r.Resources, ","), strings.Join(r.Verbs, ",")))
+	}
+	want := []string{
+		"apps deployments,statefulsets,daemonsets get,list,watch,update",
+		"apps deployments create",
+		"apps replicasets list",
+		" pods list,watch,delete,patch",
+		" nodes list,watch",
+		" events list",
+		"coordination.k8s.io leases get,create,update",
+	}
+	if !slices.Equal(rules, want) {
+		t.Errorf("controller ClusterRole rules:\n%s\nwant\n%s", strings.Join(rules, "\n"), strings.Join(want, "\n"))
+	}
+	binding := convert[rbacv1.ClusterRoleBinding](t, on["ClusterRoleBinding/stage-kubectl-stage-rollout"])
+	if binding.RoleRef.Name != role.Name || binding.Subjects[0].Name != "stage-kubectl-stage-rollout" || on["ServiceAccount/stage-kubectl-stage-rollout"] == nil {
+		t.Errorf("binding %+v", binding)
+	}
 }

@@ -107,5 +107,19 @@ func (d *Daemon) WaitHealthy(ctx context.Context, url string) error {
 	return waitHealthy(ctx, d.p, http.DefaultClient, url)
 }
 
+// Kill ends the daemon's whole process group at once with SIGKILL, as a
+// crash would: it gets no chance to clean anything up. It returns once the
+// daemon has been reaped.
+func (d *Daemon) Kill() {
+	if done, _ := d.p.exited(); done {
+		return
+	}
+	_ = syscall.Kill(-d.p.pid(), syscall.SIGKILL)
+	<-d.p.done
+}
+
+// Pid is the daemon's process id.
+func (d *Daemon) Pid() int { return d.p.pid() }
+
 // Exited reports whether the daemon has ended.
 func (d *Daemon) Exited() bool { done, _ := d.p.exited(); return done }

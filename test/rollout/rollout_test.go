@@ -424,11 +424,13 @@ func TestConcurrentRolloutsDoNotOverwriteEachOther(t *testing.T) {
 		t.Fatalf("want exactly one rollout refused, got %v", failures)
 	}
 	// The loser planned either over the winner's stored plan, or while the
-	// winner was committing it: each has its own exact refusal.
+	// winner was committing it, or found the winner holding the rollout's
+	// lease: each has its own exact refusal.
 	refusal := regexp.MustCompile(`^(another rollout of daemonset/agent started while this one was being planned; see kubectl stage rollout status daemonset/agent` +
+		`|taking lease default/kubectl-stage-rollout-daemonset-agent: the rollout is being driven by kubectl stage rollout \(.+, pid [0-9]+\) \(lease default/kubectl-stage-rollout-daemonset-agent, held until .+ unless renewed\); follow it with kubectl stage rollout status -w, or pause it with kubectl stage rollout pause` +
 		`|a rollout of daemonset/agent to revision 2 is progressing \([0-3] of 3 sites done\); continue it with kubectl stage rollout resume daemonset/agent, or return every site with kubectl stage rollout undo daemonset/agent)$`)
 	if msg := failures[0].Error(); !refusal.MatchString(msg) {
-		t.Errorf("the refused rollout said %q, want one of the two refusals", msg)
+		t.Errorf("the refused rollout said %q, want one of the three refusals", msg)
 	}
 	ds, err := cp.Client.AppsV1().DaemonSets(namespace).Get(ctx, "agent", metav1.GetOptions{})
 	if err != nil {

@@ -20,6 +20,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: webhook
 {{- end -}}
 
+{{- define "kubectl-stage.rolloutSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubectl-stage.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: rollout-controller
+{{- end -}}
+
+{{- define "kubectl-stage.rolloutLabels" -}}
+{{ include "kubectl-stage.rolloutSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
 {{- define "kubectl-stage.labels" -}}
 {{ include "kubectl-stage.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}

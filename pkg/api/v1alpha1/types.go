@@ -228,6 +228,9 @@ const (
 	SiteFailed     = "Failed"
 	SiteNotReached = "NotReached"
 	SiteWaiting    = "Waiting"
+	// SiteLeft: every node of the site left the cluster during the
+	// rollout, which passed it with no pod to update.
+	SiteLeft = "Left"
 )
 
 // RolloutStatus is where the rollout stands.
@@ -255,8 +258,8 @@ type RolloutSiteStatus struct {
 	Updated  int `json:"updated"`
 	Ready    int `json:"ready"`
 	Outdated int `json:"outdated"`
-	// Result is Updated, Failed, NotReached (the rollout stopped first) or
-	// Waiting.
+	// Result is Updated, Left (its nodes left), Failed, NotReached (the
+	// rollout stopped first) or Waiting.
 	Result string `json:"result"`
 }
 

@@ -41,7 +41,12 @@ var (
 
 		The rollout's state lives on the workload, so rollout status, pause,
 		resume, undo and history work from any machine, and a rollout
-		interrupted by Ctrl-C continues with rollout resume.`)
+		interrupted by Ctrl-C continues with rollout resume. One runner at a
+		time drives a rollout (a Lease per rollout): a resume while another
+		command or the in-cluster controller drives it is refused, naming it.
+		With the controller installed, --detach returns at once and the
+		controller runs the waves; it also finishes a rollout whose command
+		died, once that command's lease has expired.`)
 
 	rolloutExample = templates.Examples(`
 		# Roll statefulset/node out to v2: a canary site first, then one site at a time
@@ -51,6 +56,10 @@ var (
 		kubectl stage rollout node --image registry.example/p2p:v2 --order tokyo,paris \
 		  --waves canary,rest --max-sites-at-once 2 --min-ready 30s \
 		  --health-http 'http://monitor.example/healthy?site={site}'
+
+		# Plan it and return; the in-cluster rollout controller runs the waves
+		kubectl stage rollout sts/node --image node=registry.example/p2p:v2 --detach
+		kubectl stage rollout status sts/node -w
 
 		# Roll out a whole new pod spec from a manifest
 		kubectl stage rollout -f node-v3.yaml
@@ -111,6 +120,7 @@ type Options struct {
 	PlanFlags
 	Images     []string
 	Filename   string
+	Detach     bool
 	PrintFlags *cmdutil.PrintFlags
 
 	specs    []rollout.ImageSpec
@@ -185,6 +195,7 @@ func NewCmdRollout(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 	}
 	cmd.Flags().StringArrayVar(&o.Images, "image", nil, "new image as [CONTAINER=]IMAGE (repeatable)")
 	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest of the workload whose pod template is rolled out")
+	cmd.Flags().BoolVar(&o.Detach, "detach", false, "store the plan and return; the in-cluster rollout controller runs the waves (follow with rollout status -w)")
 	o.PlanFlags.AddFlags(cmd)
 	o.PrintFlags.AddFlags(cmd)
 	cmdutil.AddDryRunFlag(cmd)
@@ -224,6 +235,11 @@ func (o *Options) Validate() error {
 	if err := o.PrintFlags.Validate(); err != nil {
 		return err
 	}
+	if o.Detach && o.HealthExec != "" {
+		// The controller's image has no shell, and the command was meant
+		// for this machine anyway.
+		return errors.New("--health-exec runs on the machine that drives the rollout, and with --detach the in-cluster controller drives it: use --health-http, or leave out --detach")
+	}
 	o.plan, err = o.PlanFlags.Plan()
 	return err
 }
@@ -240,7 +256,11 @@ func (o *Options) Run(ctx context.Context) error {
 		edit = func(*corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) { return o.manifest, nil }
 		cause = "kubectl stage rollout -f " + o.Filename
 	}
+	roller.Detach = o.Detach
 	res, err := roller.Start(ctx, edit, cause, o.plan)
+	if err == nil && o.Detach && !res.NoChange && o.dryRun == kcmdutil.DryRunNone {
+		fmt.Fprintf(o.ErrOut, "detached: the in-cluster rollout controller runs the waves (Helm value rolloutController.enabled; without it, run kubectl stage rollout resume %s); follow it with kubectl stage rollout status -w %s\n", o.ref, o.ref)
+	}
 	return report(o.Out, o.PrintFlags, o.dryRun, res, err)
 }
 

@@ -1,0 +1,215 @@
+// Package runlease lets exactly one runner drive a rollout at a time: a
+// coordination.k8s.io Lease per rollout, taken before the runner's first
+// write and renewed while it works. A runner that dies stops renewing; the
+// next one takes the lease over once it has expired, and continues from the
+// state stored on the workload. A runner that loses its lease (it could not
+// renew in time) stops at once.
+package runlease
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/conflict"
+)
+
+// DefaultDuration is how long a lease lasts without renewal: how long a
+// crashed runner's rollout waits before another runner may take it over.
+const DefaultDuration = 15 * time.Second
+
+// Name is the Lease of the rollout of workload KIND/NAME.
+func Name(kind, name string) string {
+	n := "kubectl-stage-rollout-" + strings.ToLower(kind) + "-" + name
+	if len(n) <= 253 {
+		return n
+	}
+	// Object names are at most 253 characters; a hash keeps long ones apart.
+	sum := sha256.Sum256([]byte(n))
+	return n[:253-17] + "-" + hex.EncodeToString(sum[:8])
+}
+
+// HeldError is a lease another runner holds.
+type HeldError struct {
+	Namespace, Lease string
+	Holder           string
+	// Until is when the lease expires unless its holder renews it.
+	Until time.Time
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("the rollout is being driven by %s (lease %s/%s, held until %s unless renewed); follow it with kubectl stage rollout status -w, or pause it with kubectl stage rollout pause",
+		e.Holder, e.Namespace, e.Lease, e.Until.UTC().Format(time.RFC3339))
+}
+
+// ErrLost is the cause of a held lease's context when it was lost.
+var ErrLost = errors.New("lost the rollout's lease to another runner (it could not be renewed in time); the other runner continues the rollout")
+
+// Lease is one rollout's lease as one runner sees it.
+type Lease struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Name      string
+	// Identity names the runner to others (shown when they are refused).
+	Identity string
+	Duration time.Duration
+	Now      func() time.Time
+}
+
+// Held is a lease this runner holds.
+type Held struct {
+	l      *Lease
+	lease  *coordinationv1.Lease
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+// Acquire takes the lease if it is free, expired or already this runner's;
+// a lease another runner holds is a *HeldError. The returned context ends
+// when ctx does or when the lease is lost; Release ends it too.
+func (l *Lease) Acquire(ctx context.Context) (context.Context, *Held, error) {
+	held := &Held{l: l}
+	err := conflict.Retry(ctx, "lease "+l.Namespace+"/"+l.Name, func() error {
+		leases := l.Client.CoordinationV1().Leases(l.Namespace)
+		current, err := leases.Get(ctx, l.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			held.lease, err = leases.Create(ctx, l.take(&coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: l.Name, Namespace: l.Namespace, Labels: map[string]string{api.LabelManagedBy: api.LabelManagedByValue}},
+			}), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				// Another runner created it first: read it again, as on a conflict.
+				return apierrors.NewConflict(coordinationv1.Resource("leases"), l.Name, err)
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if holder, until := holderOf(current); holder != "" && holder != l.Identity && l.Now().Before(until) {
+			return &HeldError{Namespace: l.Namespace, Lease: l.Name, Holder: holder, Until: until}
+		}
+		held.lease, err = leases.Update(ctx, l.take(current), metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("taking lease %s/%s: %w", l.Namespace, l.Name, err)
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	held.cancel, held.done = cancel, make(chan struct{})
+	go held.renew(runCtx)
+	return runCtx, held, nil
+}
+
+// take makes lease this runner's, for Duration from now.
+func (l *Lease) take(lease *coordinationv1.Lease) *coordinationv1.Lease {
+	out := lease.DeepCopy()
+	now := metav1.NewMicroTime(l.Now())
+	seconds := int32(l.Duration / time.Second)
+	if out.Spec.HolderIdentity == nil || *out.Spec.HolderIdentity != l.Identity {
+		transitions := int32(0)
+		if out.Spec.LeaseTransitions != nil {
+			transitions = *out.Spec.LeaseTransitions + 1
+		}
+		out.Spec.LeaseTransitions = &transitions
+		out.Spec.AcquireTime = &now
+	}
+	out.Spec.HolderIdentity = &l.Identity
+	out.Spec.LeaseDurationSeconds = &seconds
+	out.Spec.RenewTime = &now
+	return out
+}
+
+// holderOf is a lease's holder and when its hold ends.
+func holderOf(lease *coordinationv1.Lease) (string, time.Time) {
+	if lease.Spec.HolderIdentity == nil || lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil {
+		return "", time.Time{}
+	}
+	return *lease.Spec.HolderIdentity, lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+}
+
+// renew keeps the lease a third of its duration ahead; when a renewal
+// fails until the lease would have expired, or another runner took it, the
+// run's context ends with ErrLost.
+func (h *Held) renew(ctx context.Context) {
+	defer close(h.done)
+	period := h.l.Duration / 3
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(period):
+		}
+		_, until := holderOf(h.lease)
+		for {
+			err := h.renewOnce(ctx)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrLost) || !h.l.Now().Before(until) {
+				h.cancel(ErrLost)
+				return
+			}
+			// A passing API server error: try again soon, within the lease.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(period / 4):
+			}
+		}
+	}
+}
+
+func (h *Held) renewOnce(ctx context.Context) error {
+	leases := h.l.Client.CoordinationV1().Leases(h.l.Namespace)
+	updated, err := leases.Update(ctx, h.l.take(h.lease), metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		// Someone else wrote it: still ours only if they did not take it.
+		current, getErr := leases.Get(ctx, h.l.Name, metav1.GetOptions{})
+		if getErr != nil {
+			return getErr
+		}
+		if holder, _ := holderOf(current); holder != h.l.Identity {
+			return ErrLost
+		}
+		h.lease = current
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	h.lease = updated
+	return nil
+}
+
+// Release stops renewing and frees the lease, so that the next runner need
+// not wait for it to expire. Not releasing is safe: it expires.
+func (h *Held) Release() error {
+	h.cancel(context.Canceled)
+	<-h.done
+	free := h.lease.DeepCopy()
+	free.Spec.HolderIdentity = nil
+	free.Spec.RenewTime = nil
+	// Released even when the runner's own context has ended.
+	_, err := h.l.Client.CoordinationV1().Leases(h.l.Namespace).Update(context.Background(), free, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		// Taken over meanwhile: it is not ours to free.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("releasing lease %s/%s (it expires by itself in %s): %w", h.l.Namespace, h.l.Name, h.l.Duration, err)
+	}
+	return nil
+}
