@@ -80,11 +80,19 @@ func TestRolloutDetachedCompletesInCluster(t *testing.T) {
 	if err != nil || !strings.Contains(errOut, "detached: the in-cluster rollout controller runs the waves") {
 		t.Fatalf("rollout --detach: %v\n%s", err, errOut)
 	}
+	completedInOrder(t, cp, "the detached rollout")
+}
+
+// completedInOrder follows sts/node's rollout (what) with status -w until
+// it completes, and checks that the sites were done in order and all run
+// revision 2.
+func completedInOrder(t *testing.T, cp *harness.ControlPlane, what string) {
+	t.Helper()
 	out, err := follow(t, cp, "node")
 	if err != nil || !strings.Contains(out, "statefulset/node revision 2: Complete") {
-		t.Fatalf("status -w of the detached rollout: %v\n%s", err, out)
+		t.Fatalf("status -w of %s: %v\n%s", what, err, out)
 	}
-	sts, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
+	sts, err := cp.Client.AppsV1().StatefulSets(namespace).Get(context.Background(), "node", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +102,7 @@ func TestRolloutDetachedCompletesInCluster(t *testing.T) {
 	}
 	for site, rev := range revisions(t, cp, "node") {
 		if rev != "2:p2p:v2" {
-			t.Errorf("site %s runs %s after the detached rollout", site, rev)
+			t.Errorf("site %s runs %s after %s", site, rev, what)
 		}
 	}
 }
@@ -193,29 +201,12 @@ func TestRolloutControllerTakesOverFromKilledCLI(t *testing.T) {
 // else twice, site-a's pod (siteA) not replaced again, every site on v2.
 func finishedByTakeover(t *testing.T, cp *harness.ControlPlane, p *probe, siteA corev1.Pod, who string) {
 	t.Helper()
-	ctx := context.Background()
-	out, err := follow(t, cp, "node")
-	if err != nil || !strings.Contains(out, "statefulset/node revision 2: Complete") {
-		t.Fatalf("status -w: %v\n%s", err, out)
-	}
-	sts, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	state, _ := storedState(t, sts.Annotations)
-	if !slices.Equal(state.Done, []string{"site-a", "site-b", "site-c"}) {
-		t.Errorf("sites done in order %v", state.Done)
-	}
+	completedInOrder(t, cp, "the rollout "+who+" took over")
 	if got, want := p.sites(), []string{"site-a", "site-b", "site-b", "site-c"}; !slices.Equal(got, want) {
 		t.Errorf("health checks by site %v, want %v (site-b again by %s, nothing else twice)", got, want, who)
 	}
 	if now := podsBySite(t, cp, "node")["site-a"][0]; now.UID != siteA.UID {
 		t.Errorf("%s replaced site-a's pod again", who)
-	}
-	for site, rev := range revisions(t, cp, "node") {
-		if rev != "2:p2p:v2" {
-			t.Errorf("site %s runs %s", site, rev)
-		}
 	}
 }
 
