@@ -53,6 +53,9 @@ func TestNodesFindEachOtherThroughSeeds(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var addrs []string
+	// A node that cannot serve (its port taken since freeAddr chose it)
+	// says so in the failure, rather than leaving the others alone.
+	served := make(chan error, 3)
 	for i, site := range []string{"tokyo", "osaka", "frankfurt"} {
 		addr := freeAddr(t)
 		cfg := Config{Name: fmt.Sprintf("gossip-%d", i), Site: site, Advertise: addr, Interval: 50 * time.Millisecond}
@@ -60,7 +63,11 @@ func TestNodesFindEachOtherThroughSeeds(t *testing.T) {
 			cfg.Seeds = addrs[i-1 : i]
 		}
 		addrs = append(addrs, addr)
-		go func() { _ = New(cfg, log).Serve(ctx) }()
+		go func() {
+			if err := New(cfg, log).Serve(ctx); err != nil && ctx.Err() == nil {
+				served <- fmt.Errorf("%s: %w", cfg.Name, err)
+			}
+		}()
 	}
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
 		for _, addr := range addrs {
@@ -72,7 +79,11 @@ func TestNodesFindEachOtherThroughSeeds(t *testing.T) {
 	})
 	if err != nil {
 		v, _ := peers(addrs[0])
-		t.Fatalf("the nodes never all knew each other; gossip-0 sees %+v", v)
+		var stopped []error
+		for len(served) > 0 {
+			stopped = append(stopped, <-served)
+		}
+		t.Fatalf("the nodes never all knew each other; gossip-0 sees %+v; nodes that stopped serving: %v", v, stopped)
 	}
 	v, _ := peers(addrs[0])
 	if v.Self != "gossip-0" || v.Members[2].Site != "osaka" && v.Members[1].Site != "osaka" {
