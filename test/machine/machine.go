@@ -59,11 +59,13 @@ type Machine struct {
 	// CgroupRoot is the kubelet's cgroupRoot, e.g. /stage-node-1.
 	CgroupRoot string
 
-	holder     *exec.Cmd // unshare, the parent of the machine's init
-	initPID    int
-	pidNS      string // the init's PID namespace, as /proc/PID/ns/pid reads
-	createdDir []string
-	containerd *harness.Daemon
+	holder  *exec.Cmd // unshare, the parent of the machine's init
+	initPID int
+	pidNS   string // the init's PID namespace, as /proc/PID/ns/pid reads
+	// usesHostDirs is whether m is registered as a user of the host's
+	// mount points (see hostDirsFile).
+	usesHostDirs bool
+	containerd   *harness.Daemon
 }
 
 // Start creates the machine's namespaces, mounts and cgroups. On error
@@ -80,10 +82,11 @@ func Start(cfg Config) (_ *Machine, err error) {
 			return m, err
 		}
 	}
+	m.usesHostDirs = true
+	if err := m.acquireHostDirs(PrivateDirs); err != nil {
+		return m, err
+	}
 	for _, d := range PrivateDirs {
-		if err := m.ensureHostDir(d); err != nil {
-			return m, err
-		}
 		if err := os.MkdirAll(m.Path(d), 0o755); err != nil {
 			return m, err
 		}
@@ -103,22 +106,6 @@ func Start(cfg Config) (_ *Machine, err error) {
 // Path is where path inside the machine is stored on the host (for the
 // private directories and files).
 func (m *Machine) Path(path string) string { return filepath.Join(m.Dir, "rootfs", path) }
-
-// ensureHostDir creates a mount point missing on the host and remembers it,
-// so Destroy removes it again.
-func (m *Machine) ensureHostDir(dir string) error {
-	missing := ""
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
-			missing = d
-		}
-	}
-	if missing == "" {
-		return nil
-	}
-	m.createdDir = append(m.createdDir, missing)
-	return os.MkdirAll(dir, 0o755)
-}
 
 func (m *Machine) writeFiles() error {
 	hosts := "127.0.0.1 localhost\n::1 localhost\n"
@@ -330,9 +317,9 @@ func (m *Machine) ProcessMemory(comm string) int64 {
 	return total
 }
 
-// Destroy kills every process of the machine, removes its cgroups, mount
-// points it created on the host and its directory, and reports anything
-// that is left. It is safe to call more than once.
+// Destroy kills every process of the machine, removes its cgroups, its
+// directory and, if it is the last machine on the host, the mount points
+// machines created on the host, and reports anything that is left. It is safe to call more than once.
 func (m *Machine) Destroy() error {
 	if m.containerd != nil {
 		m.containerd.Stop()
@@ -359,10 +346,12 @@ func (m *Machine) Destroy() error {
 			errs = append(errs, err)
 		}
 	}
-	for i := len(m.createdDir) - 1; i >= 0; i-- {
-		_ = os.RemoveAll(m.createdDir[i])
+	if m.usesHostDirs {
+		if err := m.releaseHostDirs(); err != nil {
+			errs = append(errs, fmt.Errorf("machine %s: removing the mount points it created on the host: %w", m.Name, err))
+		}
 	}
-	m.createdDir, m.holder = nil, nil
+	m.usesHostDirs, m.holder = false, nil
 	return errors.Join(errs...)
 }
 

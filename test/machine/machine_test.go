@@ -91,6 +91,12 @@ func TestMachines(t *testing.T) {
 		if mounts := mountsUnder(m.Dir); len(mounts) > 0 || dirExists(m.Dir) {
 			t.Errorf("%s: left %v / %s", m.Name, mounts, m.Dir)
 		}
+		// The machines left still have their private directories.
+		for _, other := range machines {
+			if other.usesHostDirs {
+				checkPrivateDirs(t, ctx, other)
+			}
+		}
 	}
 	if out, _ := exec.Command("hostname").Output(); strings.HasPrefix(string(out), "m-") {
 		t.Error("host name changed")
@@ -98,3 +104,22 @@ func TestMachines(t *testing.T) {
 }
 
 func dirExists(dir string) bool { _, err := os.Stat(dir); return err == nil }
+
+// checkPrivateDirs checks that what m writes to each of its private
+// directories lands in its own copy, not the host's.
+func checkPrivateDirs(t *testing.T, ctx context.Context, m *Machine) {
+	t.Helper()
+	for _, dir := range PrivateDirs {
+		marker := filepath.Join(dir, "machine-test-marker")
+		if out, err := m.Run(ctx, "sh", "-c", "echo "+m.Name+" > "+marker); err != nil {
+			t.Errorf("%s: writing %s: %v: %s", m.Name, marker, err, out)
+			continue
+		}
+		if got, err := os.ReadFile(m.Path(marker)); err != nil || string(got) != m.Name+"\n" {
+			t.Errorf("%s: its %s is not its private copy any more (read %q, %v)", m.Name, dir, got, err)
+		}
+		if dirExists(marker) {
+			t.Errorf("%s: %s landed on the host", m.Name, marker)
+		}
+	}
+}
