@@ -86,8 +86,10 @@ type Node struct {
 	table  *membership.Table
 	client *http.Client
 	log    *slog.Logger
-	// asked is when SeedURL was last asked (only the gossip loop uses it).
-	asked time.Time
+	// asked is when SeedURL was last asked, joined whether a seed has
+	// answered (only the gossip loop uses them).
+	asked  time.Time
+	joined bool
 }
 
 // New creates the node; Serve runs it.
@@ -155,6 +157,12 @@ func (n *Node) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return n.ServeListener(ctx, ln)
+}
+
+// ServeListener serves on ln, already listening, and gossips until ctx
+// ends; it closes ln.
+func (n *Node) ServeListener(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -171,7 +179,7 @@ func (n *Node) Serve(ctx context.Context) error {
 }
 
 // gossip runs one round per interval: beat, exchange views with a few live
-// peers (and the seeds until some peer is known), suspect the silent.
+// peers (and the seeds until one answers), suspect the silent.
 func (n *Node) gossip(ctx context.Context) {
 	ticker := time.NewTicker(n.cfg.Interval)
 	defer ticker.Stop()
@@ -193,13 +201,28 @@ func (n *Node) round(ctx context.Context) {
 	for _, p := range peers[:min(n.cfg.Fanout, len(peers))] {
 		targets = append(targets, p.Addr)
 	}
+	// The seeds until one answered, even once other peers are known: a peer
+	// that reached this node first may itself not know the network yet, and
+	// the two would stay an island.
+	seeds := []string{}
+	if !n.joined || len(peers) == 0 {
+		seeds = append(seeds, n.cfg.Seeds...)
+	}
 	if len(peers) == 0 {
-		targets = append(targets, n.cfg.Seeds...)
-		targets = append(targets, n.reseed(ctx)...)
+		seeds = append(seeds, n.reseed(ctx)...)
+	}
+	for _, addr := range seeds {
+		if !slices.Contains(targets, addr) {
+			targets = append(targets, addr)
+		}
 	}
 	for _, addr := range targets {
-		if err := n.exchange(ctx, addr); err != nil && ctx.Err() == nil {
+		err := n.exchange(ctx, addr)
+		if err != nil && ctx.Err() == nil {
 			n.log.Debug("gossip failed", "peer", addr, "err", err)
+		}
+		if err == nil && slices.Contains(seeds, addr) {
+			n.joined = true
 		}
 	}
 	n.table.Suspect(5 * n.cfg.Interval)

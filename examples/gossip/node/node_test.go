@@ -53,18 +53,19 @@ func TestNodesFindEachOtherThroughSeeds(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var addrs []string
-	// A node that cannot serve (its port taken since freeAddr chose it)
-	// says so in the failure, rather than leaving the others alone.
+	// A node whose server fails says so in the failure, rather than
+	// leaving the others alone.
 	served := make(chan error, 3)
 	for i, site := range []string{"tokyo", "osaka", "frankfurt"} {
-		addr := freeAddr(t)
+		ln := listen(t)
+		addr := ln.Addr().String()
 		cfg := Config{Name: fmt.Sprintf("gossip-%d", i), Site: site, Advertise: addr, Interval: 50 * time.Millisecond}
 		if i > 0 {
 			cfg.Seeds = addrs[i-1 : i]
 		}
 		addrs = append(addrs, addr)
 		go func() {
-			if err := New(cfg, log).Serve(ctx); err != nil && ctx.Err() == nil {
+			if err := New(cfg, log).ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
 				served <- fmt.Errorf("%s: %w", cfg.Name, err)
 			}
 		}()
@@ -98,12 +99,12 @@ func TestNodeReseedsFromSeedEndpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	live := freeAddr(t)
+	liveListener, lateListener := listen(t), listen(t)
+	live, late := liveListener.Addr().String(), lateListener.Addr().String()
 	go func() {
-		_ = New(Config{Name: "gossip-live", Site: "tokyo", Advertise: live, Interval: 50 * time.Millisecond}, log).Serve(ctx)
+		_ = New(Config{Name: "gossip-live", Site: "tokyo", Advertise: live, Interval: 50 * time.Millisecond}, log).ServeListener(ctx, liveListener)
 	}()
 	stale := freeAddr(t) // nothing listens there any more
-	late := freeAddr(t)
 	asked := make(chan string, 100)
 	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked <- r.Header.Get("Accept")
@@ -112,7 +113,7 @@ func TestNodeReseedsFromSeedEndpoint(t *testing.T) {
 	defer endpoint.Close()
 	go func() {
 		_ = New(Config{Name: "gossip-late", Site: "osaka", Advertise: late, Seeds: []string{stale}, SeedURL: endpoint.URL + "/seeds/p2p/gossip",
-			Reseed: 200 * time.Millisecond, Interval: 50 * time.Millisecond}, log).Serve(ctx)
+			Reseed: 200 * time.Millisecond, Interval: 50 * time.Millisecond}, log).ServeListener(ctx, lateListener)
 	}()
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
 		v, err := peers(late)
@@ -143,11 +144,21 @@ func peers(addr string) (View, error) {
 	return v, json.NewDecoder(resp.Body).Decode(&v)
 }
 
-func freeAddr(t *testing.T) string {
+// listen binds a port on loopback for a node to serve on: bound before the
+// node starts, so no other test process can take it in between.
+func listen(t *testing.T) net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln
+}
+
+// freeAddr is an address nothing listens on (for a seed that has left).
+func freeAddr(t *testing.T) string {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }
