@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -35,11 +37,17 @@ type Mesh struct {
 	// Resync reconciles this often even without a change in the cluster,
 	// which repairs a peer removed by hand.
 	Resync time.Duration
+	// Observe (hub only) is how often the hub reads where each node's
+	// packets come from and publishes what changed, so that nodes reach an
+	// --endpoint auto node at its current address.
+	Observe time.Duration
 	// Log receives one line per change and per error; never a private key.
 	Log io.Writer
 
 	// refused is the last refusals logged, so each is logged once.
 	refused string
+	// published is what the hub last published (nil: nothing yet).
+	published map[string]string
 }
 
 // Run reconciles until ctx ends. While the API server cannot be reached
@@ -75,6 +83,12 @@ func (m *Mesh) Run(ctx context.Context) error {
 	lister := configMaps.Lister().ConfigMaps(api.SystemNamespace)
 	ticker := time.NewTicker(m.Resync)
 	defer ticker.Stop()
+	var observe <-chan time.Time
+	if m.Hub {
+		observeTicker := time.NewTicker(m.Observe)
+		defer observeTicker.Stop()
+		observe = observeTicker.C
+	}
 	poke()
 	for {
 		select {
@@ -82,6 +96,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 			return nil
 		case <-changed:
 		case <-ticker.C:
+		case <-observe:
 		}
 		if err := m.reconcile(ctx, lister); err != nil {
 			m.logf("not reconciled (the interface keeps its peers; retrying on the next change or in %s): %v", m.Resync, err)
@@ -115,7 +130,12 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 	if err != nil {
 		return err
 	}
-	c := mesh.Cluster{Hub: hub, Addresses: addresses}
+	c := mesh.Cluster{Hub: hub, Addresses: addresses, Observed: map[string]string{}}
+	if cm, err := lister.Get(api.ObservedEndpointsName); err == nil {
+		c.Observed = site.DecodeObserved(cm)
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
 	for _, cm := range records {
 		rec, err := site.DecodeNode(cm)
 		if err != nil {
@@ -144,6 +164,32 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 	for _, c := range changes {
 		m.logf("%s", c)
 	}
+	if m.Hub {
+		return m.publishObservations(ctx, c)
+	}
+	return nil
+}
+
+// publishObservations publishes where the hub sees each node's packets come
+// from, when that changed: one write per change, not per look.
+func (m *Mesh) publishObservations(ctx context.Context, c mesh.Cluster) error {
+	live, err := m.Applier.Live(ctx)
+	if err != nil {
+		return err
+	}
+	observed := mesh.Observations(c, live)
+	if m.published != nil && maps.Equal(observed, m.published) {
+		return nil
+	}
+	if err := site.NewStore(m.Client).SaveObserved(ctx, observed); err != nil {
+		return fmt.Errorf("publishing the observed endpoints: %w", err)
+	}
+	for name, endpoint := range observed {
+		if m.published[name] != endpoint {
+			m.logf("observed node %s at %s", name, endpoint)
+		}
+	}
+	m.published = observed
 	return nil
 }
 

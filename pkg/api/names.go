@@ -34,6 +34,11 @@ const (
 	// IPAMName is the ConfigMap recording which overlay IP belongs to
 	// which node; every allocation is an optimistic-concurrency update of it.
 	IPAMName = "kubectl-stage-ipam"
+	// ObservedEndpointsName is the ConfigMap in which the hub's agent
+	// publishes the underlay endpoint it sees each node's packets come from
+	// (node name to IP:PORT): where nodes that joined with --endpoint auto
+	// are reached.
+	ObservedEndpointsName = "kubectl-stage-observed-endpoints"
 	// VPNCAName is the Secret with the VPN certificate authority (OpenVPN).
 	VPNCAName = "kubectl-stage-vpn-ca"
 	// VPNHubName is the Secret with the hub's credentials: OpenVPN server

@@ -17,6 +17,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/bundle"
 	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
+	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/pkg/token"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
@@ -250,8 +251,10 @@ func (e *Enroller) issueCredentials(ctx context.Context, cfg *site.Config, rec *
 		rec.WireGuardPublicKey = key.Public
 		rec.CredentialExpires = now.Add(cfg.CredentialValidity.Duration).UTC().Truncate(time.Second)
 		wg := vpn.WireGuardClient{PrivateKey: key.Private, HubPublicKey: string(hub[site.WGPublicKeyKey])}
-		if rec.Endpoint != "" {
+		if rec.Endpoint != "" && rec.Endpoint != mesh.EndpointAuto {
 			// Other sites send to the declared port: the node listens on it.
+			// (With auto they send where the hub sees the node's packets
+			// come from, whatever port it listens on.)
 			_, wg.ListenPort, err = vpn.SplitEndpoint(rec.Endpoint)
 			if err != nil {
 				return credentials{}, err
@@ -296,7 +299,7 @@ func (e *Enroller) checkMeshOptions(ctx context.Context, cfg *site.Config, o Joi
 		return input.Fix(fmt.Errorf("the overlay uses %s, a star in which every path goes through the hub: a node endpoint and relay-only apply to WireGuard overlays only; leave them out", cfg.VPN),
 			input.Use(InputEndpoint), input.Use(InputRelayOnly))
 	}
-	if o.Endpoint == "" {
+	if o.Endpoint == "" || o.Endpoint == mesh.EndpointAuto {
 		return nil
 	}
 	records, err := e.Store.Nodes(ctx)

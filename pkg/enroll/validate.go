@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/input"
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
+	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
 
@@ -108,8 +109,11 @@ func CheckOverlap(overlay *ipam.Pool, name string, rangeInput input.Name, cidr s
 // ValidateNodeEndpoint checks the underlay HOST:PORT a node declares at
 // join, where other sites send its WireGuard packets.
 func ValidateNodeEndpoint(endpoint string) error {
+	if endpoint == mesh.EndpointAuto {
+		return nil
+	}
 	if _, _, err := vpn.SplitEndpoint(endpoint); err != nil {
-		return input.Fix(fmt.Errorf("invalid node endpoint: %w; give the underlay address and UDP port where other sites reach this node's WireGuard, such as 203.0.113.7:51820, or leave it out for a node behind NAT (its traffic then goes through the hub)", err),
+		return input.Fix(fmt.Errorf("invalid node endpoint: %w; give the underlay address and UDP port where other sites reach this node's WireGuard, such as 203.0.113.7:51820, or auto for the address the hub sees its packets come from (a public address the node does not know), or leave it out for a node behind NAT (its traffic then goes through the hub)", err),
 			input.Use(InputEndpoint))
 	}
 	return nil

@@ -154,6 +154,8 @@ func TestValidateNodeEndpoint(t *testing.T) {
 		{"203.0.113.7:51820", ""},
 		{"[2001:db8::7]:51820", ""},
 		{"node.example.org:4500", ""},
+		{"auto", ""},
+		{"Auto", "is not HOST:PORT"},
 		{"203.0.113.7", "is not HOST:PORT"},
 		{"203.0.113.7:0", "port must be a number 1-65535"},
 		{"203.0.113.7:051820", "port must be a number 1-65535"},
@@ -169,7 +171,7 @@ func TestValidateNodeEndpoint(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "such as 203.0.113.7:51820, or leave it out for a node behind NAT") {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "such as 203.0.113.7:51820, or auto for the address the hub sees its packets come from (a public address the node does not know), or leave it out for a node behind NAT") {
 				t.Fatalf("error %v, want one containing %q and naming the fix", err, tt.wantErr)
 			}
 			var fix *input.FixError

@@ -31,9 +31,13 @@ type Node struct {
 	// PublicKey is the WireGuard key enrollment issued.
 	PublicKey string
 	// Endpoint is the underlay HOST:PORT other nodes can send to, declared
-	// at join; empty when the node is not reachable from other sites
-	// (behind a NAT without a forwarded port).
+	// at join; EndpointAuto for the one the hub observes (Accept puts the
+	// observation in its place); empty when the node is not reachable from
+	// other sites (behind a NAT without a forwarded port).
 	Endpoint string
+	// AutoEndpoint, set by Accept, says Endpoint is the hub's observation
+	// (empty while there is none).
+	AutoEndpoint bool
 	// RelayOnly keeps every path of the node through the hub, even when it
 	// declared an endpoint (a site whose firewall lets only the hub in).
 	RelayOnly bool
@@ -60,7 +64,16 @@ type Cluster struct {
 	Nodes []Node
 	// Addresses maps each allocated overlay address to its node.
 	Addresses map[netip.Addr]string
+	// Observed is the underlay endpoint the hub's WireGuard last saw each
+	// node's packets come from, by node name (the hub agent publishes it).
+	Observed map[string]string
 }
+
+// EndpointAuto, as a node's declared endpoint, means "what the hub
+// observes": a node that does not know its own public address (a cloud
+// machine behind 1:1 NAT, an address that changes) is reached where its
+// packets to the hub come from, and followed when that changes.
+const EndpointAuto = "auto"
 
 // Peer is one [Peer] section of a WireGuard interface.
 type Peer struct {
@@ -112,6 +125,8 @@ func PathBetween(a, b Node) Path {
 		switch {
 		case n.RelayOnly:
 			p.Kind, p.Reason = Relayed, n.Name+" is relay-only"
+		case n.Endpoint == "" && n.AutoEndpoint:
+			p.Kind, p.Reason = Relayed, n.Name+"'s endpoint is the one the hub observes, and the hub has observed none yet"
 		case n.Endpoint == "":
 			p.Kind, p.Reason = Relayed, n.Name+" has no endpoint other sites can reach (behind NAT)"
 		default:
@@ -169,6 +184,9 @@ func Accept(c Cluster) ([]Node, []Refusal) {
 			continue
 		}
 		addressOwner[n.OverlayIP], keyOwner[n.PublicKey] = n.Name, n.Name
+		if n.Endpoint == EndpointAuto {
+			n.AutoEndpoint, n.Endpoint = true, observedEndpoint(c.Observed[n.Name])
+		}
 		accepted = append(accepted, n)
 	}
 	slices.SortFunc(accepted, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
@@ -183,12 +201,39 @@ func invalid(n Node, hub Hub) string {
 	if !n.OverlayIP.Is4() || !hub.Prefix.Contains(n.OverlayIP) {
 		return fmt.Sprintf("overlay address %s is not in the overlay %s", n.OverlayIP, hub.Prefix)
 	}
-	if n.Endpoint != "" {
+	if n.Endpoint != "" && n.Endpoint != EndpointAuto {
 		if _, _, err := vpn.SplitEndpoint(n.Endpoint); err != nil {
 			return "endpoint: " + err.Error()
 		}
 	}
 	return ""
+}
+
+// observedEndpoint is the hub's observation if it is an IP:PORT, "" if not:
+// WireGuard reports the address packets came from, never a name.
+func observedEndpoint(observed string) string {
+	if a, err := netip.ParseAddrPort(observed); err != nil || !a.IsValid() || a.Port() == 0 {
+		return ""
+	}
+	return observed
+}
+
+// Observations are the accepted nodes' endpoints as the hub's interface
+// reports them (public key to endpoint), by node name; a node the hub has
+// not heard from is absent.
+func Observations(c Cluster, live []LivePeer) map[string]string {
+	accepted, _ := Accept(c)
+	byKey := map[string]string{}
+	for _, n := range accepted {
+		byKey[n.PublicKey] = n.Name
+	}
+	observed := map[string]string{}
+	for _, p := range live {
+		if name, ok := byKey[p.PublicKey]; ok && observedEndpoint(p.Endpoint) != "" {
+			observed[name] = p.Endpoint
+		}
+	}
+	return observed
 }
 
 // Plan is the peer set one interface must have, and the records ignored.

@@ -14,6 +14,7 @@ const (
 	keyB   = "UnNkCJit5iuuDx5P4XtxCQ3V5jUruipvQ8ZOe2L4fko="
 	keyC   = "ukDw0bgKIuOILgzOuFmq0P72rPV97LMJWzI9VUuGlyk="
 	keyD   = "QGKpw/G+vjxOoJn3mXG+bA0LPMOWwQYPRH9LJoB61D8="
+	keyE   = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 )
 
 var (
@@ -24,13 +25,15 @@ var (
 	b = Node{Name: "b-1", Site: "b", OverlayIP: netip.MustParseAddr("10.23.0.3"), PublicKey: keyB, Endpoint: "198.18.200.2:51821", EnrolledAt: t0.Add(time.Minute)}
 	c = Node{Name: "c-1", Site: "c", OverlayIP: netip.MustParseAddr("10.23.0.4"), PublicKey: keyC, EnrolledAt: t0.Add(2 * time.Minute)}
 	d = Node{Name: "d-1", Site: "d", OverlayIP: netip.MustParseAddr("10.23.0.5"), PublicKey: keyD, Endpoint: "d.example.org:51821", RelayOnly: true, EnrolledAt: t0.Add(3 * time.Minute)}
+	// e is reached where the hub sees its packets come from.
+	e = Node{Name: "e-1", Site: "e", OverlayIP: netip.MustParseAddr("10.23.0.6"), PublicKey: keyE, Endpoint: EndpointAuto, EnrolledAt: t0.Add(4 * time.Minute)}
 )
 
 // cluster is the nodes with the address table join would have written:
-// a, b, c and d hold their addresses; the others none.
+// a, b, c, d and e hold their addresses; the others none.
 func cluster(nodes []Node) Cluster {
 	addresses := map[netip.Addr]string{}
-	for _, n := range []Node{a, b, c, d} {
+	for _, n := range []Node{a, b, c, d, e} {
 		addresses[n.OverlayIP] = n.Name
 	}
 	return Cluster{Hub: hub, Nodes: nodes, Addresses: addresses}
@@ -56,7 +59,9 @@ func TestPathBetween(t *testing.T) {
 		{"one behind NAT", a, c, Relayed, "c-1 has no endpoint other sites can reach (behind NAT)"},
 		{"NAT on the first side", c, b, Relayed, "c-1 has no endpoint other sites can reach (behind NAT)"},
 		{"relay-only with an endpoint", a, d, Relayed, "d-1 is relay-only"},
-		{"both behind NAT", c, Node{Name: "e-1"}, Relayed, "c-1 has no endpoint other sites can reach (behind NAT)"},
+		{"both behind NAT", c, Node{Name: "z-1"}, Relayed, "c-1 has no endpoint other sites can reach (behind NAT)"},
+		{"auto endpoint observed", a, Node{Name: "e-1", Endpoint: "198.18.200.5:40001", AutoEndpoint: true}, Direct, ""},
+		{"auto endpoint not observed yet", a, Node{Name: "e-1", AutoEndpoint: true}, Relayed, "e-1's endpoint is the one the hub observes, and the hub has observed none yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +81,7 @@ func TestNodePeers(t *testing.T) {
 		name        string
 		self        string
 		nodes       []Node
+		observed    map[string]string
 		want        []Peer
 		wantRefused []string
 		wantErr     string
@@ -130,6 +136,25 @@ func TestNodePeers(t *testing.T) {
 			},
 		},
 		{
+			name: "a reaches an auto node where the hub observed it", self: "a-1", nodes: []Node{a, e},
+			observed: map[string]string{"e-1": "198.18.200.5:40001", "a-1": "198.18.1.2:51821"},
+			want:     []Peer{hubPeer(), host(e, "198.18.200.5:40001")},
+		},
+		{
+			name: "a declared endpoint wins over the observed one", self: "e-1", nodes: []Node{a, e},
+			observed: map[string]string{"e-1": "198.18.200.5:40001", "a-1": "198.18.1.2:51821"},
+			want:     []Peer{hubPeer(), host(a, a.Endpoint)},
+		},
+		{
+			name: "an auto node the hub has not observed is relayed", self: "a-1", nodes: []Node{a, e},
+			want: []Peer{hubPeer()},
+		},
+		{
+			name: "an observation that is not IP:PORT is ignored", self: "a-1", nodes: []Node{a, e},
+			observed: map[string]string{"e-1": "e.example.org:40001"},
+			want:     []Peer{hubPeer()},
+		},
+		{
 			name: "this node not enrolled", self: "z-1", nodes: []Node{a, b},
 			wantErr: `node "z-1" is not enrolled: enroll it with ` + "`kubectl stage join SITE --node z-1`",
 		},
@@ -141,7 +166,9 @@ func TestNodePeers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plan, err := NodePeers(tt.self, cluster(tt.nodes))
+			c := cluster(tt.nodes)
+			c.Observed = tt.observed
+			plan, err := NodePeers(tt.self, c)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
@@ -204,6 +231,22 @@ func TestPaths(t *testing.T) {
 		got = append(got, p.A.Name+"-"+p.B.Name+":"+p.Kind)
 	}
 	want := []string{"a-1-b-1:direct", "a-1-c-1:relayed", "b-1-c-1:relayed"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// TestObservations: the hub's live peers become endpoints by node name;
+// keys of no accepted node and peers without an endpoint are left out.
+func TestObservations(t *testing.T) {
+	live := []LivePeer{
+		{PublicKey: keyA, Endpoint: "198.18.1.2:51821"},
+		{PublicKey: keyE, Endpoint: "198.18.200.5:40001"},
+		{PublicKey: keyC},
+		{PublicKey: keyD, Endpoint: "198.18.4.2:51821"},
+	}
+	got := Observations(cluster([]Node{a, c, e}), live)
+	want := map[string]string{"a-1": "198.18.1.2:51821", "e-1": "198.18.200.5:40001"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}

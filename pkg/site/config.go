@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
+	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
 
@@ -143,7 +144,8 @@ type NodeRecord struct {
 	// WireGuardPublicKey is the node's peer key on the hub.
 	WireGuardPublicKey string `json:"wireGuardPublicKey,omitempty"`
 	// Endpoint (WireGuard) is the underlay HOST:PORT where other sites
-	// reach this node directly, declared at join; empty behind NAT.
+	// reach this node directly, declared at join; "auto" for where the hub
+	// sees its packets come from; empty behind NAT.
 	Endpoint string `json:"endpoint,omitempty"`
 	// RelayOnly (WireGuard) keeps every path of this node through the hub.
 	RelayOnly         bool      `json:"relayOnly,omitempty"`
@@ -165,7 +167,7 @@ func (r *NodeRecord) Validate() error {
 	if _, err := vpn.ParseBackend(string(r.VPN)); err != nil {
 		return fmt.Errorf("vpn: %w", err)
 	}
-	if r.Endpoint != "" {
+	if r.Endpoint != "" && r.Endpoint != mesh.EndpointAuto {
 		if _, _, err := vpn.SplitEndpoint(r.Endpoint); err != nil {
 			return fmt.Errorf("endpoint: %w", err)
 		}

@@ -21,6 +21,9 @@ import (
 type Report struct {
 	Sites v1alpha1.SiteList
 	Nodes v1alpha1.EnrolledNodeList
+	// Shape is the overlay's: "mesh" (WireGuard) or "star" (OpenVPN), when
+	// the view asked for the paths.
+	Shape string
 }
 
 // Object is the record as kubectl-stage.io/v1alpha1 prints it, before the

@@ -1,5 +1,5 @@
 // Package mesh proves the WireGuard mesh end to end: real wireguard-go
-// daemons at a hub and four sites in network namespaces, brought up by the
+// daemons at a hub and five sites in network namespaces, brought up by the
 // join bundles, and the node agents (kubectl-stage-agent) configuring their
 // peers from the cluster, against a real API server reached over the
 // overlay.
@@ -147,7 +147,7 @@ func TestMeshOverlay(t *testing.T) {
 
 	// A node that joins later is a's direct peer without a's bundle re-run.
 	start := time.Now()
-	d := s.join("d-1", s.tp.Sites[3], true)
+	d := s.join("d-1", s.tp.Sites[3], s.exchangeEndpoint(s.tp.Sites[3]))
 	took = s.waitPeers("d-1's join reaches every interface", map[*node][]*node{a: {b, d}, b: {a, d}, c: {}}, nil)
 	s.waitHubPeers(a, b, c, d)
 	t.Logf("join d-1 -> every interface has d-1's key (a-1, b-1, hub): %s after join returned (%s with join)", took, time.Since(start))
@@ -178,6 +178,7 @@ func TestMeshOverlay(t *testing.T) {
 	}
 
 	s.badInput(a, d)
+	s.autoEndpoint(a, c, d)
 
 	// The hub goes away: direct paths keep working, relayed ones stop.
 	hub.Stop()
@@ -190,6 +191,82 @@ func TestMeshOverlay(t *testing.T) {
 	if s.tp.Ping(a.ns, c.overlayIP) {
 		t.Error("with the hub down, a-1 still reaches c-1, whose path is relayed: the test's relay is not the hub")
 	}
+}
+
+// autoEndpoint: a node joined with --endpoint auto, whose public address
+// only the hub sees, is reached directly where the hub observes it; when
+// its port changes (a NAT rebinding, a restart), the others follow within
+// seconds, without any traffic between them that WireGuard's own roaming
+// could learn from.
+func (s *stage) autoEndpoint(a, c, d *node) {
+	t := s.t
+	e := s.join("e-1", s.tp.Sites[4], mesh.EndpointAuto)
+	public := s.exchangeAddress(e.ns)
+	if err := s.tp.PublicAddress(e.ns, public); err != nil {
+		t.Fatal(err)
+	}
+	s.checkPathsJSON(map[string]string{"a-1.c-1": mesh.Relayed, "a-1.d-1": mesh.Direct, "a-1.e-1": mesh.Relayed,
+		"c-1.d-1": mesh.Relayed, "c-1.e-1": mesh.Relayed, "d-1.e-1": mesh.Relayed})
+	start := time.Now()
+	s.bundleUp(e)
+	s.startNodeAgent(e)
+	e.endpoint = public + ":" + s.listenPort(e)
+	took := s.waitPeers("the hub's observation of e-1 reaches every interface", map[*node][]*node{a: {d, e}, c: {}, d: {a, e}, e: {a, d}}, nil)
+	t.Logf("e-1 (--endpoint auto) up -> every node's peer at the endpoint the hub observed: %s (%s since its bundle ran)", took, time.Since(start))
+	s.checkPathsJSON(map[string]string{"a-1.c-1": mesh.Relayed, "a-1.d-1": mesh.Direct, "a-1.e-1": mesh.Direct,
+		"c-1.d-1": mesh.Relayed, "c-1.e-1": mesh.Relayed, "d-1.e-1": mesh.Direct})
+	s.checkDirect(a, e)
+	if line := s.siteLine("site-a"); !strings.HasSuffix(line, " direct=site-d,site-e relayed=site-c") {
+		t.Errorf("sites -o wide, site-a: %q, want its paths direct=site-d,site-e relayed=site-c", line)
+	}
+
+	// The rebinding: e's packets now come from another port. Only the hub
+	// hears of it (e pings the hub, not a or d).
+	const newPort = "40123"
+	if out, err := s.tp.Run(e.ns, "wg", "set", e.iface, "listen-port", newPort); err != nil {
+		t.Fatalf("wg set listen-port: %v\n%s", err, out)
+	}
+	start = time.Now()
+	if !s.tp.Ping(e.ns, hubOverlay) {
+		t.Fatal("e-1 lost the hub when its port changed")
+	}
+	e.endpoint = public + ":" + newPort
+	s.waitPeers("e-1's new endpoint reaches every interface", map[*node][]*node{a: {d, e}, d: {a, e}}, nil)
+	t.Logf("e-1's port changed -> a-1 and d-1 send to the new one: %s", time.Since(start))
+	s.checkDirect(a, e)
+}
+
+// listenPort is the UDP port n's WireGuard listens on.
+func (s *stage) listenPort(n *node) string {
+	s.t.Helper()
+	out, err := s.tp.Run(n.ns, "wg", "show", n.iface, "listen-port")
+	if err != nil {
+		s.t.Fatalf("wg show listen-port at %s: %v\n%s", n.name, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// checkDirect pings y from x and checks that the hub relayed none of it.
+func (s *stage) checkDirect(x, y *node) {
+	s.t.Helper()
+	before := s.relayedBytes(x, y)
+	if !s.tp.Ping(x.ns, y.overlayIP) {
+		s.t.Fatalf("%s does not reach %s", x.name, y.name)
+	}
+	if relayed := s.relayedBytes(x, y) - before; relayed != 0 {
+		s.t.Errorf("%s -> %s should go directly: the hub relayed %d bytes of theirs", x.name, y.name, relayed)
+	}
+}
+
+// siteLine is a site's line of `sites -o wide`, spaces squeezed.
+func (s *stage) siteLine(name string) string {
+	for _, line := range strings.Split(s.stage("sites", "-o", "wide"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
+			return strings.Join(f, " ")
+		}
+	}
+	s.t.Fatalf("sites -o wide has no line for %s", name)
+	return ""
 }
 
 // badInput: a malformed endpoint and an endpoint already declared are
@@ -246,20 +323,21 @@ func setUp(t *testing.T) *stage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stage{t: t, cp: cp, client: kubernetes.NewForConfigOrDie(cfg), tp: netns.New(t, 4), dir: t.TempDir(),
+	s := &stage{t: t, cp: cp, client: kubernetes.NewForConfigOrDie(cfg), tp: netns.New(t, 5), dir: t.TempDir(),
 		hubIface: ifaceName("h"), agentBin: harness.Build(t, "./cmd/kubectl-stage-agent"), nodes: map[string]*node{}}
-	// Sites a, b and d (the later join) reach each other directly; c sits
-	// behind a NAT.
-	if _, err := s.tp.Exchange(s.tp.Sites[0], s.tp.Sites[1], s.tp.Sites[3]); err != nil {
+	// Sites a, b, d (the later join) and e reach each other directly; c
+	// sits behind a NAT; e's public address is one only the hub sees (1:1
+	// NAT), so it joins with --endpoint auto.
+	if _, err := s.tp.Exchange(s.tp.Sites[0], s.tp.Sites[1], s.tp.Sites[3], s.tp.Sites[4]); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.tp.BehindNAT(s.tp.Sites[2]); err != nil {
 		t.Fatal(err)
 	}
 	s.stage("init", "--vpn", "wireguard", "--hub-endpoint", netns.HubAddress, "--pod-cidr", harness.PodCIDR, "--service-cidr", harness.ServiceCIDR)
-	s.join("a-1", s.tp.Sites[0], true)
-	s.join("b-1", s.tp.Sites[1], true)
-	s.join("c-1", s.tp.Sites[2], false)
+	s.join("a-1", s.tp.Sites[0], s.exchangeEndpoint(s.tp.Sites[0]))
+	s.join("b-1", s.tp.Sites[1], s.exchangeEndpoint(s.tp.Sites[1]))
+	s.join("c-1", s.tp.Sites[2], "")
 	s.stage("hub-config", "--dir", filepath.Join(s.dir, "hub"))
 	return s
 }
@@ -277,13 +355,23 @@ func (s *stage) stage(args ...string) string {
 	return out
 }
 
-// join enrolls a node at a site namespace; with reachable, it declares its
-// address on the exchange as its endpoint.
-func (s *stage) join(name, ns string, reachable bool) *node {
+// exchangeAddress is a site's address on the exchange, where other sites
+// reach it.
+func (s *stage) exchangeAddress(ns string) string {
+	return fmt.Sprintf("198.18.200.%d", slices.Index(s.tp.Sites, ns)+1)
+}
+
+// exchangeEndpoint is the endpoint a site's node declares: its address on
+// the exchange.
+func (s *stage) exchangeEndpoint(ns string) string { return s.exchangeAddress(ns) + ":" + listenPort }
+
+// join enrolls a node at a site namespace with --endpoint endpoint (none
+// when empty). An auto node's endpoint is set once the hub observed it.
+func (s *stage) join(name, ns, endpoint string) *node {
 	n := &node{name: name, ns: ns, iface: ifaceName(name[:1]), bundle: filepath.Join(s.dir, name+".join.sh"), prefix: filepath.Join(s.dir, name+"-root")}
 	args := []string{"join", "site-" + name[:1], "--node", name, "-f", n.bundle, "-o", "json"}
-	if reachable {
-		n.endpoint = fmt.Sprintf("198.18.200.%d:%s", slices.Index(s.tp.Sites, ns)+1, listenPort)
+	if endpoint != "" {
+		n.endpoint = endpoint
 		args = append(args, "--endpoint", n.endpoint)
 	}
 	var enrolled struct {
@@ -299,6 +387,9 @@ func (s *stage) join(name, ns string, reachable bool) *node {
 		s.t.Fatalf("join printed endpoint %q, want %q", enrolled.Spec.Endpoint, n.endpoint)
 	}
 	n.overlayIP = enrolled.Spec.OverlayIP
+	if n.endpoint == mesh.EndpointAuto {
+		n.endpoint = ""
+	}
 	cm, err := s.client.CoreV1().ConfigMaps(api.SystemNamespace).Get(context.Background(), api.NodePrefix+name, metav1.GetOptions{})
 	if err != nil {
 		s.t.Fatal(err)

@@ -351,3 +351,26 @@ func (tp *Topology) BehindNAT(site string) error {
 	}
 	return nil
 }
+
+// PublicAddress gives a site a public address it does not have itself, as
+// a cloud machine behind 1:1 NAT has: what it sends to the hub leaves with
+// public as source (ports kept), and the hub routes public back to it. Only
+// the hub sees the address; the site's own interfaces keep theirs. The
+// rules and the route go away with the site and the hub.
+func (tp *Topology) PublicAddress(site, public string) error {
+	n := slices.Index(tp.Sites, site) + 1
+	if n == 0 {
+		return fmt.Errorf("%s is not a site of this topology", site)
+	}
+	uplink := fmt.Sprintf("s%d-%s", n, processID())
+	rules := "add table ip stage-public; " +
+		"add chain ip stage-public postrouting { type nat hook postrouting priority srcnat; }; " +
+		"add rule ip stage-public postrouting oifname " + uplink + " ip saddr " + tp.SiteAddress[site] + " snat to " + public
+	if out, err := tp.Run(site, "nft", rules); err != nil {
+		return fmt.Errorf("nft in %s: %v\n%s", site, err, out)
+	}
+	if out, err := exec.Command("ip", "-n", tp.Hub, "route", "add", public+"/32", "via", tp.SiteAddress[site]).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip route in %s: %v\n%s", tp.Hub, err, out)
+	}
+	return nil
+}

@@ -50,7 +50,14 @@ type SiteStatus struct {
 	// Apps counts the running pods of each app (NAMESPACE/APP, from the label
 	// app.kubernetes.io/name or app): how many peers run where.
 	Apps map[string]int `json:"apps,omitempty"`
+	// Paths is how packets travel from this site to each other site: direct,
+	// relayed (through the hub), or mixed (some node pairs each way); on an
+	// OpenVPN overlay, a star, every one is relayed.
+	Paths map[string]string `json:"paths,omitempty"`
 }
+
+// Site path kinds besides the pair kinds (direct, relayed).
+const PathMixed = "mixed"
 
 // SiteList is the sites, by name.
 type SiteList struct {
@@ -133,6 +140,7 @@ func (in *Site) deepCopy() Site {
 	out := *in
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	out.Status.Apps = maps.Clone(in.Status.Apps)
+	out.Status.Paths = maps.Clone(in.Status.Paths)
 	return out
 }
 

@@ -28,8 +28,10 @@ var agentLong = templates.LongDesc(`
 	reach directly for its own address. Everything else goes through the hub.
 
 	With --hub it keeps the hub's interface instead: one peer per enrolled
-	node. A node's interface only ever carries keys the cluster enrolled,
-	each for its own node's address.`)
+	node, and publishes where it sees each node's packets come from (the
+	ConfigMap kubectl-stage-observed-endpoints), which is where nodes that
+	joined with --endpoint auto are reached. A node's interface only ever
+	carries keys the cluster enrolled, each for its own node's address.`)
 
 // Options are the agent's flags.
 type Options struct {
@@ -38,6 +40,7 @@ type Options struct {
 	Hub        bool
 	Interface  string
 	Resync     time.Duration
+	Observe    time.Duration
 
 	client kubernetes.Interface
 	genericiooptions.IOStreams
@@ -45,7 +48,7 @@ type Options struct {
 
 // NewCmdAgent returns the agent's root command.
 func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{IOStreams: streams, Interface: vpn.InterfaceName, Resync: 30 * time.Second, Node: os.Getenv("NODE_NAME")}
+	o := &Options{IOStreams: streams, Interface: vpn.InterfaceName, Resync: 30 * time.Second, Observe: 2 * time.Second, Node: os.Getenv("NODE_NAME")}
 	cmd := &cobra.Command{
 		Use:           "kubectl-stage-agent --node NAME | --hub",
 		Short:         "Keep this machine's WireGuard peers as the enrolled nodes say",
@@ -69,6 +72,7 @@ func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
 	flags.BoolVar(&o.Hub, "hub", false, "keep the hub's interface: one peer per enrolled node")
 	flags.StringVar(&o.Interface, "interface", o.Interface, "the WireGuard interface")
 	flags.DurationVar(&o.Resync, "resync", o.Resync, "reconcile this often even without a change (repairs peers changed by hand)")
+	flags.DurationVar(&o.Observe, "observe", o.Observe, "with --hub: how often to read where each node's packets come from and publish the changes (nodes joined with --endpoint auto are reached there)")
 	return cmd
 }
 
@@ -105,12 +109,15 @@ func (o *Options) Validate() error {
 	if o.Resync < time.Second {
 		return fmt.Errorf("--resync %s: at least 1s", o.Resync)
 	}
+	if o.Hub && o.Observe < 500*time.Millisecond {
+		return fmt.Errorf("--observe %s: at least 500ms (each look runs wg show)", o.Observe)
+	}
 	return nil
 }
 
 // Run reconciles until the process is stopped.
 func (o *Options) Run(ctx context.Context) error {
-	m := &agent.Mesh{Client: o.client, Node: o.Node, Hub: o.Hub, Resync: o.Resync, Log: o.ErrOut,
+	m := &agent.Mesh{Client: o.client, Node: o.Node, Hub: o.Hub, Resync: o.Resync, Observe: o.Observe, Log: o.ErrOut,
 		Applier: &mesh.Applier{Device: o.Interface}}
 	who := "node " + o.Node
 	if o.Hub {

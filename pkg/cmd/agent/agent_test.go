@@ -15,7 +15,8 @@ func TestValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"node", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Second}, ""},
-		{"hub", Options{Hub: true, Interface: "stage0", Resync: time.Second}, ""},
+		{"hub", Options{Hub: true, Interface: "stage0", Resync: time.Second, Observe: 2 * time.Second}, ""},
+		{"hub observing too often", Options{Hub: true, Interface: "stage0", Resync: time.Second, Observe: 100 * time.Millisecond}, "--observe 100ms: at least 500ms"},
 		{"no node", Options{Interface: "stage0", Resync: time.Second}, "--node NAME"},
 		{"bad node", Options{Node: "Tokyo_1", Interface: "stage0", Resync: time.Second}, `--node: invalid node name "Tokyo_1"`},
 		{"interface with a space", Options{Node: "tokyo-1", Interface: "stage 0", Resync: time.Second}, `--interface: interface name "stage 0": only letters`},

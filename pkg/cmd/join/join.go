@@ -74,7 +74,7 @@ func NewCmdJoin(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.C
 	flags.StringVarP(&o.BundlePath, "bundle", "f", o.BundlePath, "where to write the join bundle (default ./NODE.join.sh)")
 	flags.DurationVar(&o.TokenTTL, "token-ttl", 0, "lifetime of the bootstrap token (default: the one set by init)")
 	flags.BoolVar(&o.PrintJoinCommand, "print-join-command", false, "also print the kubeadm join command (it contains the token)")
-	flags.StringVar(&o.Endpoint, "endpoint", o.Endpoint, "WireGuard: the underlay HOST:PORT where other sites reach this node directly (its WireGuard listens on PORT); leave it out behind NAT, where the hub relays")
+	flags.StringVar(&o.Endpoint, "endpoint", o.Endpoint, "WireGuard: the underlay HOST:PORT where other sites reach this node directly (its WireGuard listens on PORT); auto: where the hub sees its packets come from (a public address the node does not know, or one that changes); leave it out behind NAT, where the hub relays")
 	flags.BoolVar(&o.RelayOnly, "relay-only", false, "WireGuard: keep every path of this node through the hub, even with --endpoint")
 	o.PrintFlags.AddFlags(cmd)
 	cmdutil.AddDryRunFlag(cmd)

@@ -5,7 +5,6 @@ package net
 import (
 	"context"
 	"fmt"
-	"net/netip"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,11 +14,8 @@ import (
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
-	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
-	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
-	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
 
 // NewCmdNet returns the `net` command group.
@@ -83,19 +79,7 @@ func (o *PathsOptions) Validate() error { return o.PrintFlags.Validate() }
 
 // Run prints every pair's path.
 func (o *PathsOptions) Run(ctx context.Context) error {
-	cfg, err := o.store.Config(ctx)
-	if err != nil {
-		return err
-	}
-	records, err := o.store.Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	addresses, err := o.store.Allocations(ctx)
-	if err != nil {
-		return err
-	}
-	list, refused, err := Paths(cfg, records, addresses)
+	list, refused, err := o.store.Paths(ctx)
 	if err != nil {
 		return err
 	}
@@ -113,44 +97,4 @@ func (o *PathsOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.NodeA, s.SiteA, s.NodeB, s.SiteB, s.Path, duration.HumanDuration(metav1.Now().Sub(s.Since.Time))+" ago", s.Reason)
 	}
 	return w.Flush()
-}
-
-// Paths is the overlay's shape from the configuration and the records:
-// pkg/mesh's decision for a WireGuard overlay; every pair relayed for
-// OpenVPN, which has no mesh.
-func Paths(cfg *site.Config, records []site.NodeRecord, addresses map[netip.Addr]string) (*v1alpha1.NetworkPathList, []mesh.Refusal, error) {
-	nodes := make([]mesh.Node, 0, len(records))
-	for _, r := range records {
-		nodes = append(nodes, r.MeshNode())
-	}
-	list := &v1alpha1.NetworkPathList{Shape: "mesh", Items: []v1alpha1.NetworkPath{}}
-	var paths []mesh.Path
-	var refused []mesh.Refusal
-	if cfg.VPN == vpn.WireGuard {
-		hub, err := cfg.MeshHub()
-		if err != nil {
-			return nil, nil, err
-		}
-		paths, refused = mesh.Paths(mesh.Cluster{Hub: hub, Nodes: nodes, Addresses: addresses})
-	} else {
-		list.Shape = "star"
-		for i, a := range nodes {
-			for _, b := range nodes[i+1:] {
-				if b.Name < a.Name {
-					a, b = b, a
-				}
-				p := mesh.PathBetween(a, b)
-				p.Kind, p.Reason = mesh.Relayed, "OpenVPN overlays are a star: every path goes through the hub"
-				paths = append(paths, p)
-			}
-		}
-	}
-	for _, p := range paths {
-		list.Items = append(list.Items, v1alpha1.NetworkPath{
-			ObjectMeta: metav1.ObjectMeta{Name: p.A.Name + "." + p.B.Name},
-			Spec: v1alpha1.NetworkPathSpec{NodeA: p.A.Name, SiteA: p.A.Site, NodeB: p.B.Name, SiteB: p.B.Site,
-				Path: p.Kind, Reason: p.Reason, Since: metav1.NewTime(p.Since)},
-		})
-	}
-	return list, refused, nil
 }

@@ -28,10 +28,12 @@ import (
 type view struct {
 	object func(r *site.Report) runtime.Object
 	table  func(o *Options, r *site.Report, w io.Writer) error
+	// paths: the view shows the overlay's shape (the paths between sites).
+	paths bool
 }
 
 var (
-	sitesView = view{object: func(r *site.Report) runtime.Object { return &r.Sites }, table: printSites}
+	sitesView = view{object: func(r *site.Report) runtime.Object { return &r.Sites }, table: printSites, paths: true}
 	nodesView = view{object: func(r *site.Report) runtime.Object { return &r.Nodes }, table: printNodes}
 )
 
@@ -108,6 +110,14 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if o.view.paths {
+		paths, _, err := o.store.Paths(ctx)
+		if err != nil {
+			return err
+		}
+		site.AddSitePaths(&report.Sites, paths)
+		report.Shape = paths.Shape
+	}
 	if !o.PrintFlags.HumanReadable() {
 		return o.PrintFlags.Print(o.view.object(report), o.Out)
 	}
@@ -125,13 +135,13 @@ func printSites(o *Options, r *site.Report, w io.Writer) error {
 	}
 	header := "SITE\tNODES\tREADY\tPODS\tAGE"
 	if o.PrintFlags.Wide() {
-		header += "\tAPPS"
+		header += "\tAPPS\tPATHS"
 	}
 	fmt.Fprintln(w, header)
 	for _, s := range r.Sites.Items {
 		line := fmt.Sprintf("%s\t%d\t%d/%d\t%d\t%s", s.Name, s.Status.Nodes, s.Status.Ready, s.Status.Nodes, s.Status.Pods, age(s.CreationTimestamp.Time, o.now()))
 		if o.PrintFlags.Wide() {
-			line += "\t" + formatApps(s.Status.Apps)
+			line += "\t" + formatApps(s.Status.Apps) + "\t" + formatPaths(r.Shape, s.Status.Paths)
 		}
 		fmt.Fprintln(w, line)
 	}
@@ -208,6 +218,29 @@ func formatApps(apps map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", name, apps[name]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// formatPaths lists the other sites by how packets reach them, e.g.
+// "direct=osaka,tokyo relayed=berlin"; a star says so once.
+func formatPaths(shape string, paths map[string]string) string {
+	if len(paths) == 0 {
+		return "<none>"
+	}
+	if shape == "star" {
+		return "<star: via hub>"
+	}
+	byKind := map[string][]string{}
+	for other, kind := range paths {
+		byKind[kind] = append(byKind[kind], other)
+	}
+	var parts []string
+	for _, kind := range []string{"direct", "relayed", v1alpha1.PathMixed} {
+		if sites := byKind[kind]; len(sites) > 0 {
+			slices.Sort(sites)
+			parts = append(parts, kind+"="+strings.Join(sites, ","))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func orNone(s string) string {

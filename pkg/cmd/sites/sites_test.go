@@ -35,6 +35,16 @@ func report() *site.Report {
 	return r
 }
 
+// withPaths is report() with the overlay's shape and each site's paths.
+func withPaths(shape string, paths map[string]map[string]string) *site.Report {
+	r := report()
+	r.Shape = shape
+	for i := range r.Sites.Items {
+		r.Sites.Items[i].Status.Paths = paths[r.Sites.Items[i].Name]
+	}
+	return r
+}
+
 func TestTables(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -49,9 +59,19 @@ func TestTables(t *testing.T) {
 			"osaka   1       0/1     0      120m\n" +
 			"tokyo   2       1/2     3      3d\n"},
 		{name: "sites wide", view: sitesView, output: cmdutil.OutputWide, report: report(), want: "" +
-			"SITE    NODES   READY   PODS   AGE    APPS\n" +
-			"osaka   1       0/1     0      120m   <none>\n" +
-			"tokyo   2       1/2     3      3d     dht/kad=1,p2p/gossip=2\n"},
+			"SITE    NODES   READY   PODS   AGE    APPS                     PATHS\n" +
+			"osaka   1       0/1     0      120m   <none>                   <none>\n" +
+			"tokyo   2       1/2     3      3d     dht/kad=1,p2p/gossip=2   <none>\n"},
+		{name: "sites wide, mesh", view: sitesView, output: cmdutil.OutputWide, report: withPaths("mesh", map[string]map[string]string{
+			"osaka": {"tokyo": "direct", "berlin": "relayed", "paris": "direct", "lima": "mixed"}, "tokyo": {"osaka": "direct"}}), want: "" +
+			"SITE    NODES   READY   PODS   AGE    APPS                     PATHS\n" +
+			"osaka   1       0/1     0      120m   <none>                   direct=paris,tokyo relayed=berlin mixed=lima\n" +
+			"tokyo   2       1/2     3      3d     dht/kad=1,p2p/gossip=2   direct=osaka\n"},
+		{name: "sites wide, star", view: sitesView, output: cmdutil.OutputWide, report: withPaths("star", map[string]map[string]string{
+			"osaka": {"tokyo": "relayed"}, "tokyo": {"osaka": "relayed"}}), want: "" +
+			"SITE    NODES   READY   PODS   AGE    APPS                     PATHS\n" +
+			"osaka   1       0/1     0      120m   <none>                   <star: via hub>\n" +
+			"tokyo   2       1/2     3      3d     dht/kad=1,p2p/gossip=2   <star: via hub>\n"},
 		{name: "status", view: nodesView, report: report(), want: "" +
 			"NODE      SITE    OVERLAY IP   STATUS      CREDENTIAL EXPIRES   TOKEN\n" +
 			"osaka-1   osaka   10.23.0.4    NotJoined   in 365d              expires in 22h\n" +
