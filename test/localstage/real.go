@@ -69,7 +69,7 @@ func runReal(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 	report, err := d.playApp(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w\n\nthe cluster when it failed:\n%s", err, c.Diagnose(ctx))
 	}
 	o.step("each peer's own view, asked on its machine over the tunnels")
 	views, err := c.WaitViews(ctx, 2*time.Minute)

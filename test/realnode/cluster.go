@@ -439,6 +439,33 @@ func (c *Cluster) WaitViews(ctx context.Context, timeout time.Duration) (map[str
 	return views, nil
 }
 
+// Diagnose is what a failure needs to be understood from a CI log alone:
+// the nodes and pods as the API server sees them, the recent events, and the
+// end of each machine's kubelet, containerd and tunnel logs.
+func (c *Cluster) Diagnose(ctx context.Context) string {
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"get", "nodes", "-o", "wide"},
+		{"get", "pods", "-A", "-o", "wide"},
+		{"get", "events", "-A", "--sort-by", ".lastTimestamp"},
+	} {
+		out, err := c.Kubectl(ctx, args...)
+		fmt.Fprintf(&b, "==> kubectl %s\n%s", strings.Join(args, " "), out)
+		if err != nil {
+			fmt.Fprintf(&b, "(%v)\n", err)
+		}
+	}
+	for _, n := range c.Nodes {
+		if n.Machine == nil {
+			continue
+		}
+		for _, log := range []string{n.Machine.Path("/etc/kubectl-stage/kubelet.log"), filepath.Join(n.Machine.Dir, "logs", "containerd.log"), n.Machine.Path("/etc/kubectl-stage/openvpn.log")} {
+			fmt.Fprintf(&b, "==> %s: %s\n%s\n", n.Name, filepath.Base(log), Tail(log, 25))
+		}
+	}
+	return b.String()
+}
+
 // Stop stops and removes everything, in reverse order, and reports what
 // could not be removed.
 func (c *Cluster) Stop() error {

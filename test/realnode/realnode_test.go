@@ -45,6 +45,9 @@ func TestRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the cluster when the test failed:\n%s", c.Diagnose(context.Background()))
+		}
 		if err := c.Stop(); err != nil {
 			t.Error(err)
 		}
