@@ -336,17 +336,23 @@ func (tp *Topology) Exchange(sites ...string) (map[string]string, error) {
 // link unless it answers what the site sent (no inbound path). Packets the
 // tunnel delivers are not affected. The rules go away with the site.
 func (tp *Topology) BehindNAT(site string) error {
+	return tp.uplinkRules(site, func(uplink string) string {
+		return "add table ip stage-nat; " +
+			"add chain ip stage-nat postrouting { type nat hook postrouting priority srcnat; }; " +
+			"add rule ip stage-nat postrouting oifname " + uplink + " masquerade; " +
+			"add chain ip stage-nat input { type filter hook input priority filter; }; " +
+			"add rule ip stage-nat input iifname " + uplink + " ct state != { established, related } drop"
+	})
+}
+
+// uplinkRules runs the nftables rules made for a site's link to the hub in
+// the site's namespace.
+func (tp *Topology) uplinkRules(site string, rules func(uplink string) string) error {
 	n := slices.Index(tp.Sites, site) + 1
 	if n == 0 {
 		return fmt.Errorf("%s is not a site of this topology", site)
 	}
-	uplink := fmt.Sprintf("s%d-%s", n, processID())
-	rules := "add table ip stage-nat; " +
-		"add chain ip stage-nat postrouting { type nat hook postrouting priority srcnat; }; " +
-		"add rule ip stage-nat postrouting oifname " + uplink + " masquerade; " +
-		"add chain ip stage-nat input { type filter hook input priority filter; }; " +
-		"add rule ip stage-nat input iifname " + uplink + " ct state != { established, related } drop"
-	if out, err := tp.Run(site, "nft", rules); err != nil {
+	if out, err := tp.Run(site, "nft", rules(fmt.Sprintf("s%d-%s", n, processID()))); err != nil {
 		return fmt.Errorf("nft in %s: %v\n%s", site, err, out)
 	}
 	return nil
@@ -358,16 +364,12 @@ func (tp *Topology) BehindNAT(site string) error {
 // the hub sees the address; the site's own interfaces keep theirs. The
 // rules and the route go away with the site and the hub.
 func (tp *Topology) PublicAddress(site, public string) error {
-	n := slices.Index(tp.Sites, site) + 1
-	if n == 0 {
-		return fmt.Errorf("%s is not a site of this topology", site)
-	}
-	uplink := fmt.Sprintf("s%d-%s", n, processID())
-	rules := "add table ip stage-public; " +
-		"add chain ip stage-public postrouting { type nat hook postrouting priority srcnat; }; " +
-		"add rule ip stage-public postrouting oifname " + uplink + " ip saddr " + tp.SiteAddress[site] + " snat to " + public
-	if out, err := tp.Run(site, "nft", rules); err != nil {
-		return fmt.Errorf("nft in %s: %v\n%s", site, err, out)
+	if err := tp.uplinkRules(site, func(uplink string) string {
+		return "add table ip stage-public; " +
+			"add chain ip stage-public postrouting { type nat hook postrouting priority srcnat; }; " +
+			"add rule ip stage-public postrouting oifname " + uplink + " ip saddr " + tp.SiteAddress[site] + " snat to " + public
+	}); err != nil {
+		return err
 	}
 	if out, err := exec.Command("ip", "-n", tp.Hub, "route", "add", public+"/32", "via", tp.SiteAddress[site]).CombinedOutput(); err != nil {
 		return fmt.Errorf("ip route in %s: %v\n%s", tp.Hub, err, out)
