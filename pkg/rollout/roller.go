@@ -52,7 +52,12 @@ type Roller struct {
 	// LeaseDuration is how long the lease outlives this runner if it
 	// dies without releasing it.
 	LeaseDuration time.Duration
-	now           func() time.Time
+	// Leases is this runner's memory of the lease records it has seen, kept
+	// across rollouts by a runner that tries again (the controller). Nil (a
+	// CLI): a held lease is watched until its holder renews it (refused)
+	// or LeaseDuration passes without (taken over).
+	Leases *runlease.Observed
+	now    func() time.Time
 }
 
 // New finds the app's workload.
@@ -89,7 +94,10 @@ func (r *Roller) exclusively(ctx context.Context, work func(context.Context) (*R
 	}
 	lease := &runlease.Lease{
 		Client: r.client, Namespace: r.w.ref().Namespace, Name: runlease.Name(r.w.ref().Kind, r.w.ref().Name),
-		Identity: r.Runner, Duration: r.LeaseDuration, Now: r.now,
+		Identity: r.Runner, Duration: r.LeaseDuration, Now: r.now, Observed: r.Leases,
+		Waiting: func(holder string) {
+			fmt.Fprintf(r.Out, "%s holds the rollout's lease; waiting up to %s for it to renew it (it is alive) or not (it is gone and this run takes over)\n", holder, r.LeaseDuration)
+		},
 	}
 	runCtx, held, err := lease.Acquire(ctx)
 	if err != nil {
