@@ -213,7 +213,28 @@ type RolloutGates struct {
 	HealthExec string `json:"healthExec,omitempty"`
 	// HealthHTTP is a URL (with {site} replaced) that must answer 2xx.
 	HealthHTTP string `json:"healthHTTP,omitempty"`
+	// Peers, when Min > 0, holds a site's wave until each of its new pods'
+	// own view of its peers (annotation kubectl-stage.io/peers-endpoint,
+	// read through the API server's pod proxy) lists enough of them.
+	Peers PeerGate `json:"peers,omitzero"`
+	// OnFailure is what a failed wave does: "pause" (or empty: stop for a
+	// person to resume or undo) or "undo" (return every site to the
+	// previous revision at once).
+	OnFailure string `json:"onFailure,omitempty"`
 }
+
+// PeerGate is --gate-peers MIN[,cross-site=N]: each new pod's view must
+// list at least Min live peers of the app, CrossSite of them at other sites.
+type PeerGate struct {
+	Min       int `json:"min"`
+	CrossSite int `json:"crossSite,omitempty"`
+}
+
+// What a failed wave does (RolloutGates.OnFailure).
+const (
+	OnFailurePause = "pause"
+	OnFailureUndo  = "undo"
+)
 
 // Rollout phases, and the result of a site in a rollout.
 const (
