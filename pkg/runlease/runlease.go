@@ -141,8 +141,8 @@ type Held struct {
 	lease *coordinationv1.Lease
 	// renewed is when this runner last wrote the lease, on its own clock.
 	renewed time.Time
-	cancel context.CancelCauseFunc
-	done   chan struct{}
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
 }
 
 // Acquire takes the lease if it is free, expired or already this runner's;
