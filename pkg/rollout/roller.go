@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -175,12 +176,21 @@ func (r *Roller) Start(ctx context.Context, edit func(*corev1.PodTemplateSpec) (
 	number := history.Latest() + 1
 	target := StampRevision(next, number)
 	history = history.Record(Revision{Number: number, Cause: cause, Images: Images(target), Time: metav1.NewTime(r.now()), Result: PhaseProgressing, Spec: *target})
-	return r.begin(ctx, target, state, history, plan)
+	return r.begin(ctx, target, state, history, plan, "", r.exclusively)
 }
 
 // Undo returns every site to an earlier revision (0: the one before the
 // current), site by site like any rollout.
 func (r *Roller) Undo(ctx context.Context, toRevision int, plan Plan) (*Result, error) {
+	return r.undo(ctx, toRevision, plan, "", r.exclusively)
+}
+
+// locker runs work as the only runner of the rollout.
+type locker func(ctx context.Context, work func(context.Context) (*Result, error)) (*Result, error)
+
+// undo is Undo with the history's cause (empty: "undo of revision N"),
+// under lock.
+func (r *Roller) undo(ctx context.Context, toRevision int, plan Plan, cause string, lock locker) (*Result, error) {
 	state, history, err := r.State(ctx)
 	if err != nil {
 		return nil, err
@@ -201,16 +211,17 @@ func (r *Roller) Undo(ctx context.Context, toRevision int, plan Plan) (*Result, 
 	}
 	target := rev.Spec.DeepCopy()
 	undone := *rev
-	undone.Cause = fmt.Sprintf("undo of revision %d", current)
+	undone.Cause = cmp.Or(cause, fmt.Sprintf("undo of revision %d", current))
 	undone.Time = metav1.NewTime(r.now())
 	undone.Result = PhaseProgressing
 	history = history.Record(undone)
-	return r.begin(ctx, target, state, history, plan)
+	return r.begin(ctx, target, state, history, plan, cause, lock)
 }
 
 // begin plans the waves from where the pods are now, writes the target and
-// the state in one update, and runs the waves.
-func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, previous *State, history History, plan Plan) (*Result, error) {
+// the state in one update, and runs the waves. cause says why a runner
+// began it by itself (an automatic undo), for the state to record.
+func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, previous *State, history History, plan Plan, cause string, lock locker) (*Result, error) {
 	pods, loc, err := r.snapshot(ctx, previous)
 	if err != nil {
 		return nil, err
@@ -233,7 +244,7 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 	now := metav1.NewTime(r.now())
 	state := &State{
 		Revision: PodRevision(target.ObjectMeta), Phase: PhaseProgressing, Waves: waves,
-		Desired: desired, Placed: loc.Placed, Gates: plan.Gates, Started: now, Updated: now,
+		Desired: desired, Placed: loc.Placed, Gates: plan.Gates, Started: now, Updated: now, Cause: cause,
 	}
 	if previous != nil && previous.Phase != PhaseComplete {
 		// An undo over an unfinished rollout: the workload's own strategy
@@ -244,7 +255,7 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 		// No lease: the runner that will drive it takes one.
 		return r.write(ctx, target, previous, state, history, loc)
 	}
-	return r.exclusively(ctx, func(ctx context.Context) (*Result, error) {
+	return lock(ctx, func(ctx context.Context) (*Result, error) {
 		return r.write(ctx, target, previous, state, history, loc)
 	})
 }

@@ -70,7 +70,10 @@ type State struct {
 	// FailedSite and Message say why the rollout stopped.
 	FailedSite string `json:"failedSite,omitempty"`
 	Message    string `json:"message,omitempty"`
-	Gates      Gates  `json:"gates"`
+	// Cause says why a runner began this rollout by itself: an undo by
+	// --on-failure undo names the failure it undoes.
+	Cause string `json:"cause,omitempty"`
+	Gates Gates  `json:"gates"`
 	// Strategy is the workload's own update strategy (JSON), restored when
 	// the rollout completes (StatefulSets and DaemonSets).
 	Strategy json.RawMessage `json:"strategy,omitempty"`

@@ -259,10 +259,13 @@ type RolloutStatus struct {
 	// Phase is Progressing, Paused, Failed, Complete or Unchanged.
 	Phase string `json:"phase"`
 	// FailedSite and Message say why the rollout stopped.
-	FailedSite string      `json:"failedSite,omitempty"`
-	Message    string      `json:"message,omitempty"`
-	Started    metav1.Time `json:"started,omitempty"`
-	Updated    metav1.Time `json:"updated,omitempty"`
+	FailedSite string `json:"failedSite,omitempty"`
+	Message    string `json:"message,omitempty"`
+	// Cause says why a runner began the rollout by itself: an automatic
+	// undo (--on-failure undo) names the failure it undoes.
+	Cause   string      `json:"cause,omitempty"`
+	Started metav1.Time `json:"started,omitempty"`
+	Updated metav1.Time `json:"updated,omitempty"`
 	// Sites are the rollout's sites in wave order.
 	Sites []RolloutSiteStatus `json:"sites,omitempty"`
 }
