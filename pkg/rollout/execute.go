@@ -257,15 +257,19 @@ func (ex *executor) failSite(ctx context.Context, site string, err error) error 
 	return ex.r.fail(ctx, ex.res, failure)
 }
 
-// undo records the failure, then returns every site to the previous
-// revision under the lease this runner holds (--on-failure undo), as
-// `kubectl stage rollout undo` would, site by site in the failed
-// rollout's order. The undo has no peer gate (the previous revision was
-// not held to it) and pauses if it fails itself.
+// undo returns every site to the previous revision under the lease this
+// runner holds (--on-failure undo), as `kubectl stage rollout undo` would,
+// site by site in the failed rollout's order; the write that starts it
+// records the failure (one write: a crash cannot leave the rollout failed
+// without its undo, or undone without its cause). The undo has no peer
+// gate (the previous revision was not held to it) and pauses if it fails
+// itself.
 func (ex *executor) undo(ctx context.Context, failure *siteFailure) error {
 	r, failed := ex.r, ex.res.State
-	if err := r.recordFailure(ctx, ex.res, failure); err != nil {
-		return err
+	if ctx.Err() != nil {
+		// Interrupted: the rollout stays as it is, for resume (or another
+		// runner) to decide again.
+		return context.Cause(ctx)
 	}
 	fmt.Fprintf(r.Out, "%v; --on-failure undo: returning every site to the previous revision\n", failure)
 	gates := failed.Gates
@@ -349,16 +353,6 @@ func (r *Roller) warnings(ctx context.Context, pod *corev1.Pod) string {
 
 // fail records the failure in the cluster and returns it.
 func (r *Roller) fail(ctx context.Context, res *Result, failure *siteFailure) error {
-	if err := r.recordFailure(ctx, res, failure); err != nil {
-		return err
-	}
-	return fmt.Errorf("rollout of %s to revision %d stopped: %w; sites not reached keep their previous revision. After fixing it: kubectl stage rollout resume %s, or return every site: kubectl stage rollout undo %s",
-		r.w.ref(), res.State.Revision, failure, r.w.ref(), r.w.ref())
-}
-
-// recordFailure stores the failure for others to see; the error is only
-// that of storing it.
-func (r *Roller) recordFailure(ctx context.Context, res *Result, failure *siteFailure) error {
 	// The failure is recorded even when ctx is done, so that others see it.
 	err := r.commitRunning(context.WithoutCancel(ctx), res.State.Revision, func(s *State, h History) (*State, History, error) {
 		s.Phase, s.FailedSite, s.Message = PhaseFailed, failure.site, failure.reason
@@ -368,7 +362,8 @@ func (r *Roller) recordFailure(ctx context.Context, res *Result, failure *siteFa
 	if err != nil {
 		return fmt.Errorf("%v (and recording the failure failed: %v)", failure, err)
 	}
-	return nil
+	return fmt.Errorf("rollout of %s to revision %d stopped: %w; sites not reached keep their previous revision. After fixing it: kubectl stage rollout resume %s, or return every site: kubectl stage rollout undo %s",
+		r.w.ref(), res.State.Revision, failure, r.w.ref(), r.w.ref())
 }
 
 // complete hands the workload back to its controller and records success.

@@ -188,8 +188,9 @@ func (r *Roller) Undo(ctx context.Context, toRevision int, plan Plan) (*Result, 
 // locker runs work as the only runner of the rollout.
 type locker func(ctx context.Context, work func(context.Context) (*Result, error)) (*Result, error)
 
-// undo is Undo with the history's cause (empty: "undo of revision N"),
-// under lock.
+// undo is Undo under lock; a cause (an automatic undo's failure) is
+// recorded in the history and the state, and marks the current revision
+// Failed.
 func (r *Roller) undo(ctx context.Context, toRevision int, plan Plan, cause string, lock locker) (*Result, error) {
 	state, history, err := r.State(ctx)
 	if err != nil {
@@ -211,6 +212,12 @@ func (r *Roller) undo(ctx context.Context, toRevision int, plan Plan, cause stri
 	}
 	target := rev.Spec.DeepCopy()
 	undone := *rev
+	if cause != "" {
+		// An undo of a failure: the failed revision is marked in the same
+		// write that starts the undo, so that no crash can leave it failed
+		// without its undo.
+		history = markLatest(history, current, PhaseFailed)
+	}
 	undone.Cause = cmp.Or(cause, fmt.Sprintf("undo of revision %d", current))
 	undone.Time = metav1.NewTime(r.now())
 	undone.Result = PhaseProgressing
