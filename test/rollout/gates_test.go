@@ -49,7 +49,10 @@ func (l *lines) has(s string) bool {
 // starts with no seeds and knows nobody; the wave passes only once a peer
 // seeded with it makes it known, and site-c is not touched meanwhile.
 // Then --on-failure undo: a rollout whose second site fails its health
-// probe returns every site to the previous revision by itself.
+// probe returns every site to the previous revision by itself. Last, the
+// in-cluster runner applies both as stored in the state: a detached
+// rollout held by the peer gate fails at --timeout and the controller
+// undoes it.
 func TestPeerGateAndOnFailureUndo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the peers serve on addresses of an interface the test creates")
@@ -78,20 +81,19 @@ func TestPeerGateAndOnFailureUndo(t *testing.T) {
 	peer(0)
 	siteC := peer(2, addr(0))
 
-	stateNow := func() *rollout.State {
+	stored := func() (*rollout.State, rollout.History) {
 		t.Helper()
 		got, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		state, _ := storedState(t, got.Annotations)
-		return state
+		return storedState(t, got.Annotations)
 	}
 	// heldAtB checks that the rollout stands at site-b's wave: site-a done,
 	// site-b moved, site-c untouched.
 	heldAtB := func(when string) {
 		t.Helper()
-		if s := stateNow(); s.Phase != rollout.PhaseProgressing || !slices.Equal(s.Done, []string{"site-a"}) || !slices.Equal(s.Moving, []string{"site-b"}) {
+		if s, _ := stored(); s.Phase != rollout.PhaseProgressing || !slices.Equal(s.Done, []string{"site-a"}) || !slices.Equal(s.Moving, []string{"site-b"}) {
 			t.Errorf("%s: phase %s, done %v, moving %v; want Progressing, site-a done, site-b moving", when, s.Phase, s.Done, s.Moving)
 		}
 		want := map[string]string{"site-a": "2:p2p:v2", "site-b": "2:p2p:v2", "site-c": "1:p2p:v1"}
@@ -135,7 +137,7 @@ func TestPeerGateAndOnFailureUndo(t *testing.T) {
 	case <-time.After(3 * time.Minute):
 		t.Fatal("the rollout never finished after site-b found its peers")
 	}
-	if s := stateNow(); s.Phase != rollout.PhaseComplete || !slices.Equal(s.Done, []string{"site-a", "site-b", "site-c"}) || s.Gates.Peers != (rollout.PeerGate{Min: 1, CrossSite: 1}) || s.Version != 2 {
+	if s, _ := stored(); s.Phase != rollout.PhaseComplete || !slices.Equal(s.Done, []string{"site-a", "site-b", "site-c"}) || s.Gates.Peers != (rollout.PeerGate{Min: 1, CrossSite: 1}) || s.Version != 2 {
 		t.Errorf("after the gated rollout: phase %s, done %v, gates %+v, state version %d", s.Phase, s.Done, s.Gates, s.Version)
 	}
 	for site, rev := range revisions(t, cp, "node") {
@@ -169,17 +171,13 @@ func TestPeerGateAndOnFailureUndo(t *testing.T) {
 	if now := podsBySite(t, cp, "node")["site-c"][0].UID; now != untouched {
 		t.Errorf("site-c's pod was replaced (%s became %s), though the failed rollout never reached it", untouched, now)
 	}
-	got, err := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	state, history := storedState(t, got.Annotations)
+	state, history := stored()
 	cause := "undo of revision 3 by --on-failure undo: site site-b failed: health probe"
 	if state.Phase != rollout.PhaseComplete || state.Revision != 2 || !strings.HasPrefix(state.Cause, cause) {
 		t.Errorf("after the automatic undo: phase %s, revision %d, cause %q; want Complete, 2, %q", state.Phase, state.Revision, state.Cause, cause)
 	}
-	if rev3, ok := history.Find(3); !ok || rev3.Result != rollout.PhaseFailed {
-		t.Errorf("history: revision 3 %+v, want Failed", rev3)
+	if !failedIn(history, 3) {
+		t.Errorf("history: revision 3 is not Failed: %+v", history)
 	}
 	if last := history[len(history)-1]; last.Number != 2 || !strings.HasPrefix(last.Cause, cause) {
 		t.Errorf("history's current revision %d %q, want 2 caused by the automatic undo", last.Number, last.Cause)
@@ -188,4 +186,35 @@ func TestPeerGateAndOnFailureUndo(t *testing.T) {
 	if err != nil || !strings.Contains(status, "statefulset/node revision 2: Complete ("+cause) {
 		t.Errorf("status after the automatic undo: %v\n%s", err, status)
 	}
+
+	// The in-cluster runner applies the gates stored in the state: a
+	// detached rollout whose new peer can never list 5 peers is held at
+	// site-a, fails there at --timeout, and is undone by the controller.
+	startController(t, cp, harness.Build(t, "./cmd/stage-rollout-controller"), "replica-1")
+	if _, _, err := stage(ctx, t, cp, "rollout", "sts/node", "--image", "p2p:v4", "--order", "site-a,site-b,site-c", "--min-ready", "0s",
+		"--timeout", "20s", "--gate-peers", "5", "--on-failure", "undo", "--detach"); err != nil {
+		t.Fatalf("detached gated rollout: %v", err)
+	}
+	followed, followErr, err := stage(ctx, t, cp, "rollout", "status", "node", "-w")
+	if err != nil || !strings.Contains(followed, "statefulset/node revision 2: Complete (undo of revision 4 by --on-failure undo: site site-a failed: the peer gate was not met after 20s: ") ||
+		!strings.Contains(followed, "(--gate-peers wants 5)") || !strings.Contains(followErr, "revision 2: Progressing") {
+		t.Errorf("status -w of the detached gated rollout: %v\n%s\n%s", err, followed, followErr)
+	}
+	for site, rev := range revisions(t, cp, "node") {
+		if rev != "2:p2p:v2" {
+			t.Errorf("site %s runs %s after the controller's undo, want 2:p2p:v2", site, rev)
+		}
+	}
+	if now := podsBySite(t, cp, "node")["site-c"][0].UID; now != untouched {
+		t.Errorf("site-c's pod was replaced (%s became %s) by a rollout held at site-a", untouched, now)
+	}
+	if _, history := stored(); !failedIn(history, 4) {
+		t.Errorf("history after the controller's undo: revision 4 is not Failed: %+v", history)
+	}
+}
+
+// failedIn reports whether the history has revision n, Failed.
+func failedIn(history rollout.History, n int) bool {
+	rev, ok := history.Find(n)
+	return ok && rev.Result == rollout.PhaseFailed
 }
