@@ -150,6 +150,19 @@ func TestPeerGateAndOnFailureUndo(t *testing.T) {
 	// every site goes back to revision 2 by itself (the undo's own waves
 	// pass the probe), and site-c is never touched.
 	untouched := podsBySite(t, cp, "node")["site-c"][0].UID
+	// undone checks that every site is back on revision 2 and that site-c,
+	// which the failed rollouts never reached, kept its pod.
+	undone := func(after string) {
+		t.Helper()
+		for site, rev := range revisions(t, cp, "node") {
+			if rev != "2:p2p:v2" {
+				t.Errorf("site %s runs %s after %s, want 2:p2p:v2", site, rev, after)
+			}
+		}
+		if now := podsBySite(t, cp, "node")["site-c"][0].UID; now != untouched {
+			t.Errorf("site-c's pod was replaced (%s became %s) by %s, though the failed rollout never reached it", untouched, now, after)
+		}
+	}
 	probe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		site := r.URL.Query().Get("site")
 		if site == "site-b" && revisions(t, cp, "node")[site] == "3:p2p:v3" {
@@ -163,14 +176,7 @@ func TestPeerGateAndOnFailureUndo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("rollout --on-failure undo: %v, want %q\n%s", err, want, out)
 	}
-	for site, rev := range revisions(t, cp, "node") {
-		if rev != "2:p2p:v2" {
-			t.Errorf("site %s runs %s after the automatic undo, want 2:p2p:v2", site, rev)
-		}
-	}
-	if now := podsBySite(t, cp, "node")["site-c"][0].UID; now != untouched {
-		t.Errorf("site-c's pod was replaced (%s became %s), though the failed rollout never reached it", untouched, now)
-	}
+	undone("the automatic undo")
 	state, history := stored()
 	cause := "undo of revision 3 by --on-failure undo: site site-b failed: health probe"
 	if state.Phase != rollout.PhaseComplete || state.Revision != 2 || !strings.HasPrefix(state.Cause, cause) {
@@ -195,19 +201,14 @@ func TestPeerGateAndOnFailureUndo(t *testing.T) {
 		"--timeout", "20s", "--gate-peers", "5", "--on-failure", "undo", "--detach"); err != nil {
 		t.Fatalf("detached gated rollout: %v", err)
 	}
-	followed, followErr, err := stage(ctx, t, cp, "rollout", "status", "node", "-w")
+	followCtx, stopFollowing := context.WithTimeout(ctx, followTimeout)
+	defer stopFollowing()
+	followed, followErr, err := stage(followCtx, t, cp, "rollout", "status", "node", "-w")
 	if err != nil || !strings.Contains(followed, "statefulset/node revision 2: Complete (undo of revision 4 by --on-failure undo: site site-a failed: the peer gate was not met after 20s: ") ||
 		!strings.Contains(followed, "(--gate-peers wants 5)") || !strings.Contains(followErr, "revision 2: Progressing") {
 		t.Errorf("status -w of the detached gated rollout: %v\n%s\n%s", err, followed, followErr)
 	}
-	for site, rev := range revisions(t, cp, "node") {
-		if rev != "2:p2p:v2" {
-			t.Errorf("site %s runs %s after the controller's undo, want 2:p2p:v2", site, rev)
-		}
-	}
-	if now := podsBySite(t, cp, "node")["site-c"][0].UID; now != untouched {
-		t.Errorf("site-c's pod was replaced (%s became %s) by a rollout held at site-a", untouched, now)
-	}
+	undone("the controller's undo")
 	if _, history := stored(); !failedIn(history, 4) {
 		t.Errorf("history after the controller's undo: revision 4 is not Failed: %+v", history)
 	}
