@@ -52,30 +52,50 @@ func (r Reader) Read(ctx context.Context, namespace, app string) (*v1alpha1.Peer
 		siteOf[n.Name] = n.Labels[api.LabelSite]
 	}
 	var peers []Peer
-	endpoints := map[string]Endpoint{}
-	views := map[string]View{}
 	for _, p := range pods.Items {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
 		}
-		peer := Peer{Pod: p.Name, Node: p.Spec.NodeName, Site: siteOf[p.Spec.NodeName], Endpoint: p.Annotations[api.AnnotationPeersEndpoint]}
-		for _, ip := range append([]string{p.Status.HostIP}, podIPs(&p)...) {
-			if ip != "" {
-				peer.IPs = append(peer.IPs, ip)
-			}
-		}
-		peer.Port, _ = strconv.Atoi(p.Annotations[api.AnnotationPort])
-		peers = append(peers, peer)
-		if peer.Endpoint == "" {
-			views[p.Name] = View{Err: fmt.Errorf("declares no %s annotation", api.AnnotationPeersEndpoint)}
-			continue
-		}
-		if endpoints[p.Name], err = ParseEndpoint(peer.Endpoint); err != nil {
-			views[p.Name] = View{Err: err}
-		}
+		peers = append(peers, PeerOf(&p, siteOf[p.Spec.NodeName]))
 	}
 	if len(peers) == 0 {
 		return nil, fmt.Errorf("no running pods of app %q in namespace %q (label %s): check the app's name and namespace (-n)", app, namespace, selector)
+	}
+	views, err := r.Views(ctx, namespace, peers)
+	if err != nil {
+		return nil, err
+	}
+	return Build(namespace, app, peers, views), nil
+}
+
+// PeerOf is a running pod of the app as a peer at site.
+func PeerOf(p *corev1.Pod, site string) Peer {
+	peer := Peer{Pod: p.Name, Node: p.Spec.NodeName, Site: site, Endpoint: p.Annotations[api.AnnotationPeersEndpoint]}
+	for _, ip := range append([]string{p.Status.HostIP}, podIPs(p)...) {
+		if ip != "" {
+			peer.IPs = append(peer.IPs, ip)
+		}
+	}
+	peer.Port, _ = strconv.Atoi(p.Annotations[api.AnnotationPort])
+	return peer
+}
+
+// Views reads the views of peers through the API server's pod proxy, by
+// pod; a peer that declares no endpoint, or a bad one, gets the reason.
+func (r Reader) Views(ctx context.Context, namespace string, peers []Peer) (map[string]View, error) {
+	views := map[string]View{}
+	endpoints := map[string]Endpoint{}
+	for _, peer := range peers {
+		if peer.Endpoint == "" {
+			views[peer.Pod] = View{Err: fmt.Errorf("declares no %s annotation", api.AnnotationPeersEndpoint)}
+			continue
+		}
+		endpoint, err := ParseEndpoint(peer.Endpoint)
+		if err != nil {
+			views[peer.Pod] = View{Err: err}
+			continue
+		}
+		endpoints[peer.Pod] = endpoint
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -96,7 +116,7 @@ func (r Reader) Read(ctx context.Context, namespace, app string) (*v1alpha1.Peer
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return Build(namespace, app, peers, views), nil
+	return views, nil
 }
 
 func (r Reader) readView(ctx context.Context, namespace, pod string, e Endpoint) View {

@@ -1,11 +1,14 @@
 package rollout
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Action is the kind of step a rollout's runner takes next.
@@ -34,7 +37,17 @@ const (
 	ActionDropSite Action = "DropSite"
 	// ActionStop: this runner has nothing more to do (see StopReason).
 	ActionStop Action = "Stop"
+	// ActionReadPeers: the wave's new pods are Ready and --gate-peers
+	// holds it; read the views of the pods in Read and decide again.
+	ActionReadPeers Action = "ReadPeers"
+	// ActionUndo: Sites[0] failed for Reason under --on-failure undo;
+	// record the failure and return every site to the previous revision.
+	ActionUndo Action = "Undo"
 )
+
+// peerRecheck is how often an unmet peer gate reads a view again: no
+// event announces that a peer found others.
+const peerRecheck = 2 * time.Second
 
 // StopReason says why a runner stops.
 type StopReason string
@@ -62,6 +75,8 @@ type Step struct {
 	// for the executor to explain with their events.
 	Unready []*corev1.Pod
 	Stop    StopReason
+	// Read are the pods whose peer views to read (ActionReadPeers).
+	Read []*corev1.Pod
 	// Progress counts the wave's sites as Decide saw them.
 	Progress []SiteProgress
 }
@@ -79,6 +94,31 @@ type Snapshot struct {
 	// AddsPods is true for workloads whose move adds the new pods beside
 	// the old ones (Deployments), which are retired once the new are Ready.
 	AddsPods bool
+	// Views are the peer views the runner has read, by pod name
+	// (--gate-peers); a pod without one has not been read yet.
+	Views map[string]PeerView
+}
+
+// PeerView summarizes what one pod's peers endpoint listed when read.
+type PeerView struct {
+	// UID is the pod's: a pod recreated under the same name is read again.
+	UID types.UID
+	// Known live peers of the app it lists, CrossSite of them at other
+	// sites; Err says why the view could not be read.
+	Known, CrossSite int
+	Err              string
+	Read             time.Time
+}
+
+// unmet says why v fails the gate, "" when it passes.
+func unmet(g PeerGate, v PeerView) string {
+	switch {
+	case v.Err != "":
+		return "its peer view could not be read: " + v.Err
+	case v.Known < g.Min || v.CrossSite < g.CrossSite:
+		return fmt.Sprintf("its view lists %d peers, %d at other sites (--gate-peers wants %s)", v.Known, v.CrossSite, FormatPeerGate(g))
+	}
+	return ""
 }
 
 // Decide is the rollout's state machine: from the stored state and what
@@ -129,7 +169,7 @@ func Decide(s Snapshot) Step {
 	for _, site := range pending {
 		for _, pod := range pods.At(site).Current {
 			if why := Broken(pod); why != "" {
-				return Step{Action: ActionFail, Wave: wave, Sites: []string{site}, Reason: why, Progress: progress}
+				return onFailure(st, Step{Action: ActionFail, Wave: wave, Sites: []string{site}, Reason: why, Progress: progress})
 			}
 		}
 	}
@@ -140,17 +180,73 @@ func Decide(s Snapshot) Step {
 	done := true
 	for _, p := range progress {
 		if !p.Done() && !deadline.IsZero() && !s.Now.Before(deadline) {
-			return timedOut(wave, p, pods.At(p.Site), st.Gates.Timeout.Duration, progress)
+			return onFailure(st, timedOut(wave, p, pods.At(p.Site), st.Gates.Timeout.Duration, progress))
 		}
 		if s.AddsPods && p.Ready >= p.Desired && p.Outdated > 0 && !slices.Contains(st.Retired, p.Site) {
 			return Step{Action: ActionRetire, Wave: wave, Sites: []string{p.Site}, Progress: progress}
 		}
 		done = done && p.Done()
 	}
+	if done && st.Gates.Peers.Min > 0 {
+		return onFailure(st, peerGate(s, wave, pending, deadline, progress))
+	}
 	if done {
 		return Step{Action: ActionPass, Wave: wave, Sites: pending, Progress: progress}
 	}
 	return Step{Action: ActionWait, Wave: wave, Sites: pending, Until: earliest(next, deadline), Progress: progress}
+}
+
+// peerGate holds a wave whose new pods are all Ready until each one's view
+// lists enough peers: views not read yet (or read too long ago to still
+// fail) are read first; a wave whose deadline passes while held fails.
+func peerGate(s Snapshot, wave int, pending []string, deadline time.Time, progress []SiteProgress) Step {
+	gate := s.State.Gates.Peers
+	var read []*corev1.Pod
+	var short []string
+	failedSite := ""
+	var recheck time.Time
+	for _, site := range pending {
+		for _, pod := range s.Pods.At(site).Current {
+			view, ok := s.Views[pod.Name]
+			if !ok || view.UID != pod.UID {
+				read = append(read, pod)
+				short = append(short, pod.Name+": its peer view has not been read")
+				failedSite = cmp.Or(failedSite, site)
+				continue
+			}
+			why := unmet(gate, view)
+			if why == "" {
+				continue
+			}
+			short = append(short, pod.Name+": "+why)
+			failedSite = cmp.Or(failedSite, site)
+			if again := view.Read.Add(peerRecheck); s.Now.Before(again) {
+				recheck = earliest(recheck, again)
+			} else {
+				read = append(read, pod)
+			}
+		}
+	}
+	if len(short) == 0 {
+		return Step{Action: ActionPass, Wave: wave, Sites: pending, Progress: progress}
+	}
+	reason := strings.Join(short, "; ")
+	if !deadline.IsZero() && !s.Now.Before(deadline) {
+		return Step{Action: ActionFail, Wave: wave, Sites: []string{failedSite}, Progress: progress,
+			Reason: fmt.Sprintf("the peer gate was not met after %s: %s", s.State.Gates.Timeout.Duration, reason)}
+	}
+	if len(read) > 0 {
+		return Step{Action: ActionReadPeers, Wave: wave, Sites: pending, Read: read, Reason: reason, Progress: progress}
+	}
+	return Step{Action: ActionWait, Wave: wave, Sites: pending, Until: earliest(recheck, deadline), Reason: reason, Progress: progress}
+}
+
+// onFailure turns a failure into an undo under --on-failure undo.
+func onFailure(st *State, step Step) Step {
+	if step.Action == ActionFail && st.Gates.OnFailure == OnFailureUndo {
+		step.Action = ActionUndo
+	}
+	return step
 }
 
 // timedOut fails the site that was not done when its wave's time ran out.

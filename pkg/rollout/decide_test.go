@@ -20,12 +20,16 @@ type decided struct {
 	Until   time.Time
 	Stop    StopReason
 	Unready []string
+	Read    []string
 }
 
 func summarizeStep(s Step) decided {
 	d := decided{Action: s.Action, Wave: s.Wave, Sites: s.Sites, Added: s.Added, Until: s.Until, Stop: s.Stop}
 	for _, p := range s.Unready {
 		d.Unready = append(d.Unready, p.Name)
+	}
+	for _, p := range s.Read {
+		d.Read = append(d.Read, p.Name)
 	}
 	return d
 }
@@ -54,6 +58,17 @@ func TestDecide(t *testing.T) {
 	young := func(name, node string, rev int) *corev1.Pod { return pod(name, node, rev, 4*time.Second, now) }
 	pending := func(name, node string, rev int) *corev1.Pod { return pod(name, node, rev, -1, now) }
 	allOld := []*corev1.Pod{ready("p-a", "n-a", 1), ready("p-b", "n-b", 1), ready("p-c", "n-c", 1)}
+	// gated is wave a moved 20s ago under --gate-peers 2,cross-site=1;
+	// gatedPods have its new pod Ready long enough.
+	gated := func(change func(*State)) *State {
+		return base(func(s *State) {
+			s.Moving, s.WaveStarted, s.Gates.Peers = []string{"a"}, started(20*time.Second), PeerGate{Min: 2, CrossSite: 1}
+			if change != nil {
+				change(s)
+			}
+		})
+	}
+	gatedPods := []*corev1.Pod{ready("p-a", "n-a", 2), ready("p-b", "n-b", 1), ready("p-c", "n-c", 1)}
 	crashing := pending("p-b", "n-b", 2)
 	crashing.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "node", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
 
@@ -65,6 +80,7 @@ func TestDecide(t *testing.T) {
 		nodes    map[string]string
 		placed   map[string]string
 		addsPods bool
+		views    map[string]PeerView
 		want     decided
 		reason   string // in the step's reason
 	}{
@@ -192,6 +208,67 @@ func TestDecide(t *testing.T) {
 			}),
 			pods: []*corev1.Pod{ready("p-a", "n-a", 2), young("p-b", "n-b", 2), ready("p-c", "n-c", 1)},
 			want: decided{Action: ActionWait, Wave: 0, Sites: []string{"a", "b"}, Until: now.Add(6 * time.Second)}},
+		{name: "--on-failure undo: a new pod that cannot start undoes the rollout",
+			state: base(func(s *State) {
+				s.Gates.OnFailure, s.Done, s.Moving, s.WaveStarted = OnFailureUndo, []string{"a"}, []string{"b"}, started(time.Second)
+			}),
+			pods: []*corev1.Pod{ready("p-a", "n-a", 2), crashing, ready("p-c", "n-c", 1)},
+			want: decided{Action: ActionUndo, Wave: 1, Sites: []string{"b"}}, reason: "ImagePullBackOff"},
+		{name: "--on-failure undo: a wave that times out undoes the rollout",
+			state: base(func(s *State) {
+				s.Gates.OnFailure, s.Done, s.Moving, s.WaveStarted = OnFailureUndo, []string{"a"}, []string{"b"}, started(time.Minute)
+			}),
+			pods: []*corev1.Pod{ready("p-a", "n-a", 2), pending("p-b", "n-b", 2), ready("p-c", "n-c", 1)},
+			want: decided{Action: ActionUndo, Wave: 1, Sites: []string{"b"}, Unready: []string{"p-b"}}, reason: "0/1 new pods Ready after 1m0s"},
+		{name: "--on-failure pause (the default) on the same failure: fail and stop",
+			state: base(func(s *State) {
+				s.Gates.OnFailure, s.Done, s.Moving, s.WaveStarted = OnFailurePause, []string{"a"}, []string{"b"}, started(time.Second)
+			}),
+			pods: []*corev1.Pod{ready("p-a", "n-a", 2), crashing, ready("p-c", "n-c", 1)},
+			want: decided{Action: ActionFail, Wave: 1, Sites: []string{"b"}}, reason: "ImagePullBackOff"},
+		{name: "peer gate: new pod Ready, its view not read yet: read it",
+			state: gated(nil), pods: gatedPods,
+			want: decided{Action: ActionReadPeers, Wave: 0, Sites: []string{"a"}, Read: []string{"p-a"}}},
+		{name: "peer gate: too few peers: wait and read again in 2s",
+			state: gated(nil), pods: gatedPods,
+			views:  map[string]PeerView{"p-a": {Known: 0, Read: now.Add(-time.Second)}},
+			want:   decided{Action: ActionWait, Wave: 0, Sites: []string{"a"}, Until: now.Add(time.Second)},
+			reason: "p-a: its view lists 0 peers, 0 at other sites (--gate-peers wants 2,cross-site=1)"},
+		{name: "peer gate: enough peers but too few at other sites: wait",
+			state: gated(nil), pods: gatedPods,
+			views:  map[string]PeerView{"p-a": {Known: 3, CrossSite: 0, Read: now}},
+			want:   decided{Action: ActionWait, Wave: 0, Sites: []string{"a"}, Until: now.Add(2 * time.Second)},
+			reason: "p-a: its view lists 3 peers, 0 at other sites"},
+		{name: "peer gate: a short view read 2s ago is read again",
+			state: gated(nil), pods: gatedPods,
+			views: map[string]PeerView{"p-a": {Known: 1, CrossSite: 1, Read: now.Add(-2 * time.Second)}},
+			want:  decided{Action: ActionReadPeers, Wave: 0, Sites: []string{"a"}, Read: []string{"p-a"}}},
+		{name: "peer gate: enough peers, enough at other sites: the wave passes",
+			state: gated(nil), pods: gatedPods,
+			views: map[string]PeerView{"p-a": {Known: 2, CrossSite: 1, Read: now.Add(-time.Minute)}},
+			want:  decided{Action: ActionPass, Wave: 0, Sites: []string{"a"}}},
+		{name: "peer gate: a view that cannot be read holds the wave, saying why",
+			state: gated(nil), pods: gatedPods,
+			views:  map[string]PeerView{"p-a": {Err: "GET 7946/peers through the API server: connection refused", Read: now}},
+			want:   decided{Action: ActionWait, Wave: 0, Sites: []string{"a"}, Until: now.Add(2 * time.Second)},
+			reason: "p-a: its peer view could not be read: GET 7946/peers through the API server: connection refused"},
+		{name: "peer gate: a view of an earlier pod of the same name is not the new pod's",
+			state: gated(nil), pods: gatedPods,
+			views: map[string]PeerView{"p-a": {UID: "earlier", Known: 2, CrossSite: 1, Read: now}},
+			want:  decided{Action: ActionReadPeers, Wave: 0, Sites: []string{"a"}, Read: []string{"p-a"}}},
+		{name: "peer gate: not applied before the pods are Ready",
+			state: gated(nil),
+			pods:  []*corev1.Pod{young("p-a", "n-a", 2), ready("p-b", "n-b", 1), ready("p-c", "n-c", 1)},
+			want:  decided{Action: ActionWait, Wave: 0, Sites: []string{"a"}, Until: now.Add(6 * time.Second)}},
+		{name: "peer gate: the wave's time runs out while held: the site fails",
+			state: gated(func(s *State) { s.WaveStarted = started(time.Minute) }), pods: gatedPods,
+			views:  map[string]PeerView{"p-a": {Known: 1, Read: now}},
+			want:   decided{Action: ActionFail, Wave: 0, Sites: []string{"a"}},
+			reason: "the peer gate was not met after 1m0s: p-a: its view lists 1 peers, 0 at other sites"},
+		{name: "peer gate: the wave's time runs out while held, --on-failure undo: undo",
+			state: gated(func(s *State) { s.WaveStarted, s.Gates.OnFailure = started(time.Minute), OnFailureUndo }), pods: gatedPods,
+			views: map[string]PeerView{"p-a": {Known: 1, Read: now}},
+			want:  decided{Action: ActionUndo, Wave: 0, Sites: []string{"a"}}, reason: "the peer gate was not met"},
 		{name: "every wave passed: complete",
 			state: base(func(s *State) { s.Done = []string{"a", "b", "c"} }),
 			pods:  []*corev1.Pod{ready("p-a", "n-a", 2), ready("p-b", "n-b", 2), ready("p-c", "n-c", 2)},
@@ -207,7 +284,7 @@ func TestDecide(t *testing.T) {
 				tt.nodes = nodes
 			}
 			loc := Locator{NodeSite: tt.nodes, Placed: tt.placed}
-			step := Decide(Snapshot{State: tt.state, Revision: revision, Pods: IndexPods(tt.pods, loc, revision), Loc: loc, Now: now, AddsPods: tt.addsPods})
+			step := Decide(Snapshot{State: tt.state, Revision: revision, Pods: IndexPods(tt.pods, loc, revision), Loc: loc, Now: now, AddsPods: tt.addsPods, Views: tt.views})
 			if got := summarizeStep(step); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Decide = %+v\nwant       %+v", got, tt.want)
 			}

@@ -39,8 +39,12 @@ type executor struct {
 	target   *corev1.PodTemplateSpec
 	revision int
 	res      *Result
-	// printed is the last progress line of each site.
+	// printed is the last progress line of each site; held the last
+	// reason a gate gave for holding the wave.
 	printed map[string]SiteProgress
+	held    string
+	// views are the peer views read for --gate-peers, by pod name.
+	views map[string]PeerView
 	// wave and waveStart time the wave this runner is in.
 	wave      int
 	waveStart time.Time
@@ -56,7 +60,7 @@ func (r *Roller) drive(ctx context.Context, target *corev1.PodTemplateSpec, loc 
 	}
 	defer w.stop()
 	ex := &executor{r: r, watch: w, target: target, revision: PodRevision(target.ObjectMeta),
-		res: &Result{Ref: r.w.ref()}, printed: map[string]SiteProgress{}, wave: -1}
+		res: &Result{Ref: r.w.ref()}, printed: map[string]SiteProgress{}, views: map[string]PeerView{}, wave: -1}
 	for {
 		// The state is read from the API server, not the cache: it decides
 		// the step, and a stale one would repeat the step just committed.
@@ -72,7 +76,7 @@ func (r *Roller) drive(ctx context.Context, target *corev1.PodTemplateSpec, loc 
 		if err != nil {
 			return ex.res, err
 		}
-		snap := Snapshot{State: state, Revision: ex.revision, Pods: IndexPods(pods, seen, ex.revision), Loc: seen, Now: r.now(), AddsPods: r.w.addsPods()}
+		snap := Snapshot{State: state, Revision: ex.revision, Pods: IndexPods(pods, seen, ex.revision), Loc: seen, Now: r.now(), AddsPods: r.w.addsPods(), Views: ex.views}
 		step := Decide(snap)
 		ex.progress(step)
 		finished, err := ex.apply(ctx, step, snap)
@@ -97,6 +101,10 @@ func (ex *executor) progress(step Step) {
 			ex.printed[p.Site] = p
 		}
 	}
+	if step.Action == ActionWait && step.Reason != "" && step.Reason != ex.held {
+		fmt.Fprintf(ex.r.Out, "  held by --gate-peers: %s\n", step.Reason)
+		ex.held = step.Reason
+	}
 }
 
 // apply carries out one step; finished is true when the run is over.
@@ -109,6 +117,10 @@ func (ex *executor) apply(ctx context.Context, step Step, snap Snapshot) (finish
 		return true, r.complete(ctx, ex.target, ex.res)
 	case ActionFail:
 		return true, r.fail(ctx, ex.res, &siteFailure{site: step.Sites[0], reason: ex.explain(ctx, step)})
+	case ActionUndo:
+		return true, ex.undo(ctx, &siteFailure{site: step.Sites[0], reason: ex.explain(ctx, step)})
+	case ActionReadPeers:
+		return false, ex.readPeers(ctx, step, snap)
 	case ActionAddSites:
 		fmt.Fprintf(r.Out, "sites %s joined during the rollout: they form wave %d\n", strings.Join(step.Sites, ", "), step.Wave+1)
 		return false, ex.commit(ctx, func(s *State) {
@@ -238,7 +250,43 @@ func (ex *executor) failSite(ctx context.Context, site string, err error) error 
 	if ctx.Err() != nil {
 		return err
 	}
-	return ex.r.fail(ctx, ex.res, &siteFailure{site: site, reason: err.Error()})
+	failure := &siteFailure{site: site, reason: err.Error()}
+	if ex.res.State != nil && ex.res.State.Gates.OnFailure == OnFailureUndo {
+		return ex.undo(ctx, failure)
+	}
+	return ex.r.fail(ctx, ex.res, failure)
+}
+
+// undo returns every site to the previous revision under the lease this
+// runner holds (--on-failure undo), as `kubectl stage rollout undo` would,
+// site by site in the failed rollout's order; the write that starts it
+// records the failure (one write: a crash cannot leave the rollout failed
+// without its undo, or undone without its cause). The undo has no peer
+// gate (the previous revision was not held to it) and pauses if it fails
+// itself.
+func (ex *executor) undo(ctx context.Context, failure *siteFailure) error {
+	r, failed := ex.r, ex.res.State
+	if ctx.Err() != nil {
+		// Interrupted: the rollout stays as it is, for resume (or another
+		// runner) to decide again.
+		return context.Cause(ctx)
+	}
+	fmt.Fprintf(r.Out, "%v; --on-failure undo: returning every site to the previous revision\n", failure)
+	gates := failed.Gates
+	gates.Peers, gates.OnFailure = PeerGate{}, ""
+	plan := Plan{Order: slices.Concat(failed.Waves...), MaxAtOnce: 1, Gates: gates}
+	cause := fmt.Sprintf("undo of revision %d by --on-failure undo: %v", failed.Revision, failure)
+	res, err := r.undo(ctx, 0, plan, cause, func(ctx context.Context, work func(context.Context) (*Result, error)) (*Result, error) {
+		// This runner holds the rollout's lease already.
+		return work(ctx)
+	})
+	if res != nil {
+		*ex.res = *res
+	}
+	if err != nil {
+		return fmt.Errorf("rollout of %s to revision %d stopped: %w; the automatic undo (--on-failure undo) did not finish: %w", r.w.ref(), failed.Revision, failure, err)
+	}
+	return fmt.Errorf("rollout of %s to revision %d failed: %w; --on-failure undo returned every site to revision %d", r.w.ref(), failed.Revision, failure, ex.res.State.Revision)
 }
 
 // appendNew appends the items list lacks.

@@ -28,7 +28,7 @@ func (r *Result) Object() *v1alpha1.Rollout {
 	if !r.NoChange {
 		obj.Status.Phase = string(s.Phase)
 	}
-	obj.Status.FailedSite, obj.Status.Message = s.FailedSite, s.Message
+	obj.Status.FailedSite, obj.Status.Message, obj.Status.Cause = s.FailedSite, s.Message, s.Cause
 	obj.Status.Started, obj.Status.Updated = s.Started, s.Updated
 
 	progress := map[string]SiteProgress{}

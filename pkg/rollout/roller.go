@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,7 +53,12 @@ type Roller struct {
 	// LeaseDuration is how long the lease outlives this runner if it
 	// dies without releasing it.
 	LeaseDuration time.Duration
-	now           func() time.Time
+	// Leases is this runner's memory of the lease records it has seen, kept
+	// across rollouts by a runner that tries again (the controller). Nil (a
+	// CLI): a held lease is watched until its holder renews it (refused)
+	// or LeaseDuration passes without (taken over).
+	Leases *runlease.Observed
+	now    func() time.Time
 }
 
 // New finds the app's workload.
@@ -89,7 +95,10 @@ func (r *Roller) exclusively(ctx context.Context, work func(context.Context) (*R
 	}
 	lease := &runlease.Lease{
 		Client: r.client, Namespace: r.w.ref().Namespace, Name: runlease.Name(r.w.ref().Kind, r.w.ref().Name),
-		Identity: r.Runner, Duration: r.LeaseDuration, Now: r.now,
+		Identity: r.Runner, Duration: r.LeaseDuration, Now: r.now, Observed: r.Leases,
+		Waiting: func(holder string) {
+			fmt.Fprintf(r.Out, "%s holds the rollout's lease; waiting up to %s for it to renew it (it is alive) or not (it is gone and this run takes over)\n", holder, r.LeaseDuration)
+		},
 	}
 	runCtx, held, err := lease.Acquire(ctx)
 	if err != nil {
@@ -167,12 +176,22 @@ func (r *Roller) Start(ctx context.Context, edit func(*corev1.PodTemplateSpec) (
 	number := history.Latest() + 1
 	target := StampRevision(next, number)
 	history = history.Record(Revision{Number: number, Cause: cause, Images: Images(target), Time: metav1.NewTime(r.now()), Result: PhaseProgressing, Spec: *target})
-	return r.begin(ctx, target, state, history, plan)
+	return r.begin(ctx, target, state, history, plan, "", r.exclusively)
 }
 
 // Undo returns every site to an earlier revision (0: the one before the
 // current), site by site like any rollout.
 func (r *Roller) Undo(ctx context.Context, toRevision int, plan Plan) (*Result, error) {
+	return r.undo(ctx, toRevision, plan, "", r.exclusively)
+}
+
+// locker runs work as the only runner of the rollout.
+type locker func(ctx context.Context, work func(context.Context) (*Result, error)) (*Result, error)
+
+// undo is Undo under lock; a cause (an automatic undo's failure) is
+// recorded in the history and the state, and marks the current revision
+// Failed.
+func (r *Roller) undo(ctx context.Context, toRevision int, plan Plan, cause string, lock locker) (*Result, error) {
 	state, history, err := r.State(ctx)
 	if err != nil {
 		return nil, err
@@ -193,16 +212,23 @@ func (r *Roller) Undo(ctx context.Context, toRevision int, plan Plan) (*Result, 
 	}
 	target := rev.Spec.DeepCopy()
 	undone := *rev
-	undone.Cause = fmt.Sprintf("undo of revision %d", current)
+	if cause != "" {
+		// An undo of a failure: the failed revision is marked in the same
+		// write that starts the undo, so that no crash can leave it failed
+		// without its undo.
+		history = markLatest(history, current, PhaseFailed)
+	}
+	undone.Cause = cmp.Or(cause, fmt.Sprintf("undo of revision %d", current))
 	undone.Time = metav1.NewTime(r.now())
 	undone.Result = PhaseProgressing
 	history = history.Record(undone)
-	return r.begin(ctx, target, state, history, plan)
+	return r.begin(ctx, target, state, history, plan, cause, lock)
 }
 
 // begin plans the waves from where the pods are now, writes the target and
-// the state in one update, and runs the waves.
-func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, previous *State, history History, plan Plan) (*Result, error) {
+// the state in one update, and runs the waves. cause says why a runner
+// began it by itself (an automatic undo), for the state to record.
+func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, previous *State, history History, plan Plan, cause string, lock locker) (*Result, error) {
 	pods, loc, err := r.snapshot(ctx, previous)
 	if err != nil {
 		return nil, err
@@ -225,7 +251,7 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 	now := metav1.NewTime(r.now())
 	state := &State{
 		Revision: PodRevision(target.ObjectMeta), Phase: PhaseProgressing, Waves: waves,
-		Desired: desired, Placed: loc.Placed, Gates: plan.Gates, Started: now, Updated: now,
+		Desired: desired, Placed: loc.Placed, Gates: plan.Gates, Started: now, Updated: now, Cause: cause,
 	}
 	if previous != nil && previous.Phase != PhaseComplete {
 		// An undo over an unfinished rollout: the workload's own strategy
@@ -236,7 +262,7 @@ func (r *Roller) begin(ctx context.Context, target *corev1.PodTemplateSpec, prev
 		// No lease: the runner that will drive it takes one.
 		return r.write(ctx, target, previous, state, history, loc)
 	}
-	return r.exclusively(ctx, func(ctx context.Context) (*Result, error) {
+	return lock(ctx, func(ctx context.Context) (*Result, error) {
 		return r.write(ctx, target, previous, state, history, loc)
 	})
 }

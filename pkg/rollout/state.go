@@ -28,6 +28,15 @@ const (
 // stored, so `resume`, run by anyone, applies the same gates.
 type Gates = v1alpha1.RolloutGates
 
+// PeerGate is --gate-peers.
+type PeerGate = v1alpha1.PeerGate
+
+// What a failed wave does.
+const (
+	OnFailurePause = v1alpha1.OnFailurePause
+	OnFailureUndo  = v1alpha1.OnFailureUndo
+)
+
 // State is the rollout in progress (or the last one), as stored in
 // api.AnnotationRollout.
 type State struct {
@@ -61,7 +70,10 @@ type State struct {
 	// FailedSite and Message say why the rollout stopped.
 	FailedSite string `json:"failedSite,omitempty"`
 	Message    string `json:"message,omitempty"`
-	Gates      Gates  `json:"gates"`
+	// Cause says why a runner began this rollout by itself: an undo by
+	// --on-failure undo names the failure it undoes.
+	Cause string `json:"cause,omitempty"`
+	Gates Gates  `json:"gates"`
 	// Strategy is the workload's own update strategy (JSON), restored when
 	// the rollout completes (StatefulSets and DaemonSets).
 	Strategy json.RawMessage `json:"strategy,omitempty"`
@@ -71,8 +83,19 @@ type State struct {
 
 // StateVersion is the layout of State this kubectl-stage reads and writes.
 // Fields added later must be ones an older reader may ignore; a change an
-// older reader would misread raises it.
-const StateVersion = 1
+// older reader would misread raises it. Version 2 added the peer gate and
+// --on-failure undo: a version 1 runner would pass waves the gate holds,
+// or pause where it must undo, so a state using them is written as
+// version 2 (and one without them as 1, which older runners still drive).
+const StateVersion = 2
+
+// layout is the oldest state version that carries s's meaning.
+func (s *State) layout() int {
+	if s.Gates.Peers.Min > 0 || s.Gates.OnFailure == OnFailureUndo {
+		return 2
+	}
+	return 1
+}
 
 // Readable refuses a state written by a newer kubectl-stage, whose meaning
 // this one cannot know.
@@ -198,7 +221,7 @@ func ReadAnnotations(annotations map[string]string) (*State, History, error) {
 // writeAnnotations stores state and history into annotations.
 func writeAnnotations(annotations map[string]string, state *State, history History) error {
 	if state != nil {
-		state.Version = StateVersion
+		state.Version = state.layout()
 		raw, err := json.Marshal(state)
 		if err != nil {
 			return err

@@ -26,7 +26,7 @@ func (r *Roller) Follow(ctx context.Context) (*Result, error) {
 	}
 	defer w.stop()
 	printed := map[string]SiteProgress{}
-	lastPhase := Phase("")
+	lastPhase, lastRevision := Phase(""), 0
 	loc := Locator{NodeSite: map[string]string{}, Placed: map[string]string{}}
 	for {
 		// Everything comes from the watch caches: no request per event.
@@ -38,9 +38,14 @@ func (r *Roller) Follow(ctx context.Context) (*Result, error) {
 		if s == nil {
 			return res, fmt.Errorf("%s has not been rolled out with kubectl stage rollout", r.w.ref())
 		}
-		if s.Phase != lastPhase {
+		if s.Phase != lastPhase || s.Revision != lastRevision {
 			fmt.Fprintf(r.Out, "revision %d: %s (%d of %d sites done)\n", s.Revision, s.Phase, len(s.Done), len(s.Desired))
-			lastPhase = s.Phase
+			if s.Cause != "" && s.Revision != lastRevision {
+				// An automatic undo replaced the rollout being followed.
+				fmt.Fprintf(r.Out, "  %s\n", s.Cause)
+				clear(printed)
+			}
+			lastPhase, lastRevision = s.Phase, s.Revision
 		}
 		for _, p := range res.Sites {
 			if printed[p.Site] != p {

@@ -41,6 +41,9 @@ type Runner struct {
 	LeaseDuration time.Duration
 	Log           logr.Logger
 
+	// leases remembers the lease records this replica has seen, so that a
+	// holder's lease expires by this replica's clock (runlease.Observed).
+	leases runlease.Observed
 	// ctx is the manager's: runs outlive the reconcile that started them.
 	ctx     context.Context
 	retry   chan event.TypedGenericEvent[client.Object]
@@ -122,7 +125,7 @@ func (r *Runner) Reconcile(ctx context.Context, req reconcile.Request) (reconcil
 		r.Log.Info("not driving a rollout with --health-exec; run kubectl stage rollout resume from a machine that has the command", "workload", req.NamespacedName)
 		return reconcile.Result{}, nil
 	}
-	roller.Runner, roller.LeaseDuration = r.Identity, r.LeaseDuration
+	roller.Runner, roller.LeaseDuration, roller.Leases = r.Identity, r.LeaseDuration, &r.leases
 	roller.Out = logWriter{r.Log.WithValues("workload", req.NamespacedName)}
 	r.mu.Lock()
 	r.running[req.NamespacedName] = true

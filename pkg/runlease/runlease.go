@@ -4,6 +4,12 @@
 // next one takes the lease over once it has expired, and continues from the
 // state stored on the workload. A runner that loses its lease (it could not
 // renew in time) stops at once.
+//
+// Expiry is judged on the observer's own clock, as client-go's leader
+// election does: a runner remembers when it last saw a Lease record change
+// and considers the lease expired only when its duration has passed since
+// then without a change. The holder's renewTime is another machine's clock;
+// comparing it with ours would let a skewed clock take a live runner's lease.
 package runlease
 
 import (
@@ -13,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -43,8 +50,11 @@ func Name(kind, name string) string {
 type HeldError struct {
 	Namespace, Lease string
 	Holder           string
-	// Until is when the lease expires unless its holder renews it.
+	// Until is when the lease expires unless its holder renews it, on
+	// this runner's clock.
 	Until time.Time
+	// changed: the record changed since this runner last read it.
+	changed bool
 }
 
 func (e *HeldError) Error() string {
@@ -63,26 +73,124 @@ type Lease struct {
 	// Identity names the runner to others (shown when they are refused).
 	Identity string
 	Duration time.Duration
-	Now      func() time.Time
+	// Now is this runner's clock; time.Now's monotonic reading makes
+	// durations immune to wall-clock steps.
+	Now func() time.Time
+	// Observed remembers the records this runner has seen; a runner that
+	// tries again later (the controller) keeps one across attempts. Nil:
+	// this attempt has no memory (a CLI), so it watches the record for up
+	// to Duration: a change means the holder lives and it is refused, no
+	// change means the holder is gone and it takes the lease.
+	Observed *Observed
+	// After is how Acquire waits while it watches a held lease
+	// (time.After when nil); tests inject a fake clock's.
+	After func(time.Duration) <-chan time.Time
+	// Waiting is told, when not nil, that Acquire waits to see whether
+	// holder still renews the lease.
+	Waiting func(holder string)
+}
+
+// record is what a change of shows that its holder is alive.
+type record struct {
+	holder, renewTime, resourceVersion string
+}
+
+func recordOf(lease *coordinationv1.Lease) record {
+	r := record{resourceVersion: lease.ResourceVersion}
+	if lease.Spec.HolderIdentity != nil {
+		r.holder = *lease.Spec.HolderIdentity
+	}
+	if lease.Spec.RenewTime != nil {
+		r.renewTime = lease.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
+	}
+	return r
+}
+
+// Observed is one runner's memory of the lease records it has seen and
+// when, on its own clock. It is safe for concurrent use.
+type Observed struct {
+	mu   sync.Mutex
+	seen map[string]observation
+}
+
+type observation struct {
+	record record
+	at     time.Time
+}
+
+// since records that key's record is r as of now, and returns when this
+// runner first saw r unchanged, and whether r replaced a different record
+// it had seen before.
+func (o *Observed) since(key string, r record, now time.Time) (time.Time, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen == nil {
+		o.seen = map[string]observation{}
+	}
+	prev, ok := o.seen[key]
+	if ok && prev.record == r {
+		return prev.at, false
+	}
+	o.seen[key] = observation{record: r, at: now}
+	return now, ok
 }
 
 // Held is a lease this runner holds.
 type Held struct {
-	l      *Lease
-	lease  *coordinationv1.Lease
-	cancel context.CancelCauseFunc
-	done   chan struct{}
+	l     *Lease
+	lease *coordinationv1.Lease
+	// renewed is when this runner last wrote the lease, on its own clock.
+	renewed time.Time
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
 }
 
 // Acquire takes the lease if it is free, expired or already this runner's;
 // a lease another runner holds is a *HeldError. The returned context ends
 // when ctx does or when the lease is lost; Release ends it too.
 func (l *Lease) Acquire(ctx context.Context) (context.Context, *Held, error) {
+	observed, patient := l.Observed, l.Observed == nil
+	if patient {
+		observed = &Observed{}
+	}
+	for {
+		held, err := l.try(ctx, observed)
+		var busy *HeldError
+		if !patient || !errors.As(err, &busy) {
+			if err != nil {
+				return nil, nil, fmt.Errorf("taking lease %s/%s: %w", l.Namespace, l.Name, err)
+			}
+			runCtx, cancel := context.WithCancelCause(ctx)
+			held.cancel, held.done = cancel, make(chan struct{})
+			go held.renew(runCtx)
+			return runCtx, held, nil
+		}
+		if busy.changed {
+			// Seen renewing while we watched: its holder is alive.
+			return nil, nil, fmt.Errorf("taking lease %s/%s: %w", l.Namespace, l.Name, err)
+		}
+		if l.Waiting != nil {
+			l.Waiting(busy.Holder)
+			l.Waiting = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-l.after(min(l.Duration/5, busy.Until.Sub(l.Now()))):
+		}
+	}
+}
+
+// try takes the lease unless another runner holds it and this runner has
+// seen its record change within Duration.
+func (l *Lease) try(ctx context.Context, observed *Observed) (*Held, error) {
 	held := &Held{l: l}
-	err := conflict.Retry(ctx, "lease "+l.Namespace+"/"+l.Name, func() error {
+	key := l.Namespace + "/" + l.Name
+	err := conflict.Retry(ctx, "lease "+key, func() error {
 		leases := l.Client.CoordinationV1().Leases(l.Namespace)
 		current, err := leases.Get(ctx, l.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
+			held.renewed = l.Now()
 			held.lease, err = leases.Create(ctx, l.take(&coordinationv1.Lease{
 				ObjectMeta: metav1.ObjectMeta{Name: l.Name, Namespace: l.Namespace, Labels: map[string]string{api.LabelManagedBy: api.LabelManagedByValue}},
 			}), metav1.CreateOptions{})
@@ -95,19 +203,27 @@ func (l *Lease) Acquire(ctx context.Context) (context.Context, *Held, error) {
 		if err != nil {
 			return err
 		}
-		if holder, until := holderOf(current); holder != "" && holder != l.Identity && l.Now().Before(until) {
-			return &HeldError{Namespace: l.Namespace, Lease: l.Name, Holder: holder, Until: until}
+		if holder := heldBy(current); holder != "" && holder != l.Identity {
+			now := l.Now()
+			first, changed := observed.since(key, recordOf(current), now)
+			if until := first.Add(declared(current, l.Duration)); now.Before(until) {
+				return &HeldError{Namespace: l.Namespace, Lease: l.Name, Holder: holder, Until: until, changed: changed}
+			}
 		}
+		// Free, ours, or unchanged for a whole Duration: take it. The
+		// resourceVersion guards against a renewal that lands meanwhile.
+		held.renewed = l.Now()
 		held.lease, err = leases.Update(ctx, l.take(current), metav1.UpdateOptions{})
 		return err
 	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("taking lease %s/%s: %w", l.Namespace, l.Name, err)
+	return held, err
+}
+
+func (l *Lease) after(d time.Duration) <-chan time.Time {
+	if l.After != nil {
+		return l.After(d)
 	}
-	runCtx, cancel := context.WithCancelCause(ctx)
-	held.cancel, held.done = cancel, make(chan struct{})
-	go held.renew(runCtx)
-	return runCtx, held, nil
+	return time.After(d)
 }
 
 // take makes lease this runner's, for Duration from now.
@@ -129,12 +245,20 @@ func (l *Lease) take(lease *coordinationv1.Lease) *coordinationv1.Lease {
 	return out
 }
 
-// holderOf is a lease's holder and when its hold ends.
-func holderOf(lease *coordinationv1.Lease) (string, time.Time) {
-	if lease.Spec.HolderIdentity == nil || lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil {
-		return "", time.Time{}
+// declared is how long the lease's holder said it lasts without renewal.
+func declared(lease *coordinationv1.Lease, otherwise time.Duration) time.Duration {
+	if lease.Spec.LeaseDurationSeconds == nil {
+		return otherwise
 	}
-	return *lease.Spec.HolderIdentity, lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+	return time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second
+}
+
+// heldBy is a lease's holder; a released lease (no renewal time) has none.
+func heldBy(lease *coordinationv1.Lease) string {
+	if lease.Spec.HolderIdentity == nil || lease.Spec.RenewTime == nil {
+		return ""
+	}
+	return *lease.Spec.HolderIdentity
 }
 
 // renew keeps the lease a third of its duration ahead; when a renewal
@@ -149,7 +273,7 @@ func (h *Held) renew(ctx context.Context) {
 			return
 		case <-time.After(period):
 		}
-		_, until := holderOf(h.lease)
+		until := h.renewed.Add(h.l.Duration)
 		for {
 			err := h.renewOnce(ctx)
 			if err == nil {
@@ -174,6 +298,9 @@ func (h *Held) renew(ctx context.Context) {
 
 func (h *Held) renewOnce(ctx context.Context) error {
 	leases := h.l.Client.CoordinationV1().Leases(h.l.Namespace)
+	// Others see the renewal no earlier than it is sent: counting from
+	// here, this runner gives the lease up before anyone may take it.
+	sent := h.l.Now()
 	updated, err := leases.Update(ctx, h.l.take(h.lease), metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		// Someone else wrote it: still ours only if they did not take it.
@@ -181,7 +308,7 @@ func (h *Held) renewOnce(ctx context.Context) error {
 		if getErr != nil {
 			return getErr
 		}
-		if holder, _ := holderOf(current); holder != h.l.Identity {
+		if heldBy(current) != h.l.Identity {
 			return ErrLost
 		}
 		h.lease = current
@@ -190,7 +317,7 @@ func (h *Held) renewOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.lease = updated
+	h.lease, h.renewed = updated, sent
 	return nil
 }
 

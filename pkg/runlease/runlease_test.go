@@ -3,7 +3,9 @@ package runlease
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +19,14 @@ func TestAcquireRefuseTakeOverRelease(t *testing.T) {
 	client := fake.NewClientset()
 	clock := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
+	// Each runner keeps its memory of the records it saw across attempts,
+	// as the controller does.
+	memory := map[string]*Observed{}
 	lease := func(identity string) *Lease {
-		return &Lease{Client: client, Namespace: "p2p", Name: Name("StatefulSet", "node"), Identity: identity, Duration: 15 * time.Second, Now: now}
+		if memory[identity] == nil {
+			memory[identity] = &Observed{}
+		}
+		return &Lease{Client: client, Namespace: "p2p", Name: Name("StatefulSet", "node"), Identity: identity, Duration: 15 * time.Second, Now: now, Observed: memory[identity]}
 	}
 
 	// Free: the first runner takes it (creating the Lease).
@@ -41,7 +49,8 @@ func TestAcquireRefuseTakeOverRelease(t *testing.T) {
 	} else {
 		again.cancel(context.Canceled)
 	}
-	// The first runner dies: nothing is released, the lease expires.
+	// The first runner dies: nothing is released, the lease expires
+	// 15s after the second runner first saw it unchanged.
 	first.cancel(context.Canceled)
 	<-first.done
 	clock = clock.Add(15 * time.Second)
@@ -78,9 +87,159 @@ func TestName(t *testing.T) {
 }
 
 // A lease whose holder's renewal time is missing is free.
-func TestHolderOf(t *testing.T) {
+func TestHeldBy(t *testing.T) {
 	who := "x"
-	if h, _ := holderOf(&coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: &who}}); h != "" {
-		t.Errorf("holderOf without renewTime = %q", h)
+	if h := heldBy(&coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: &who}}); h != "" {
+		t.Errorf("heldBy without renewTime = %q", h)
 	}
+}
+
+// fakeClock is the observer's clock; after advances it instead of sleeping.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+	// onWait runs at each wait, before the clock moves (a holder renewing).
+	onWait func(d time.Duration)
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	if c.onWait != nil {
+		c.onWait(d)
+	}
+	c.advance(d)
+	ch := make(chan time.Time, 1)
+	ch <- c.Now()
+	return ch
+}
+
+// holdLease makes the fake cluster's lease held by holder, renewed at
+// renewed by the holder's clock, declaring 15s.
+func holdLease(t *testing.T, client *fake.Clientset, holder string, renewed time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	seconds := int32(15)
+	at := metav1.NewMicroTime(renewed)
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "l", Namespace: "p2p"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &at, LeaseDurationSeconds: &seconds},
+	}
+	leases := client.CoordinationV1().Leases("p2p")
+	if _, err := leases.Get(ctx, "l", metav1.GetOptions{}); err == nil {
+		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if _, err := leases.Create(ctx, lease, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Expiry is judged on the observer's clock from when it saw the record
+// change, whatever the holder's clock says: a holder whose clock is an
+// hour behind keeps its lease while it renews, and one whose clock is an
+// hour ahead loses it 15s after it stopped.
+func TestExpiryOnTheObserversClock(t *testing.T) {
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, skew := range []time.Duration{-time.Hour, time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			ctx := context.Background()
+			client := fake.NewClientset()
+			clock := &fakeClock{now: start}
+			observer := &Lease{Client: client, Namespace: "p2p", Name: "l", Identity: "controller B", Duration: 15 * time.Second, Now: clock.Now, Observed: &Observed{}}
+			refusedUntil := func(want time.Time) {
+				t.Helper()
+				_, _, err := observer.Acquire(ctx)
+				var held *HeldError
+				if !errors.As(err, &held) || held.Holder != "cli A" || !held.Until.Equal(want) {
+					t.Fatalf("at +%s: %v, want refused by cli A until +%s", clock.Now().Sub(start), err, want.Sub(start))
+				}
+			}
+			holdLease(t, client, "cli A", clock.Now().Add(skew))
+			refusedUntil(start.Add(15 * time.Second))
+			// The holder renews every 5s by its own clock: never expired.
+			for i := 1; i <= 6; i++ {
+				clock.advance(5 * time.Second)
+				holdLease(t, client, "cli A", clock.Now().Add(skew))
+				refusedUntil(clock.Now().Add(15 * time.Second))
+			}
+			// It stops renewing: 14.999s later (by our clock) still held,
+			// 15s later free.
+			stopped := clock.Now()
+			clock.advance(15*time.Second - time.Millisecond)
+			refusedUntil(stopped.Add(15 * time.Second))
+			clock.advance(time.Millisecond)
+			_, held, err := observer.Acquire(ctx)
+			if err != nil {
+				t.Fatalf("15s after the last renewal seen: %v", err)
+			}
+			if err := held.Release(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A runner with no memory (a CLI) watches a held lease: a holder seen
+// renewing refuses it; one that does not renew for the lease's duration
+// is gone, and the lease is taken over.
+func TestAcquireWithoutMemoryWatches(t *testing.T) {
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+
+	t.Run("holder alive", func(t *testing.T) {
+		client := fake.NewClientset()
+		clock := &fakeClock{now: start}
+		holdLease(t, client, "controller B", start.Add(-time.Hour))
+		waits := 0
+		clock.onWait = func(time.Duration) {
+			waits++
+			if waits == 2 {
+				holdLease(t, client, "controller B", clock.Now().Add(-time.Hour))
+			}
+		}
+		var told []string
+		cli := &Lease{Client: client, Namespace: "p2p", Name: "l", Identity: "cli A", Duration: 15 * time.Second, Now: clock.Now, After: clock.After,
+			Waiting: func(holder string) { told = append(told, holder) }}
+		_, _, err := cli.Acquire(ctx)
+		var held *HeldError
+		if !errors.As(err, &held) || held.Holder != "controller B" {
+			t.Fatalf("Acquire = %v, want refused by controller B", err)
+		}
+		if !slices.Equal(told, []string{"controller B"}) || waits != 2 {
+			t.Errorf("told %q after %d waits, want once after 2", told, waits)
+		}
+	})
+
+	t.Run("holder gone", func(t *testing.T) {
+		client := fake.NewClientset()
+		clock := &fakeClock{now: start}
+		// The dead holder's clock is an hour ahead: its renewTime is no
+		// reason to wait an hour.
+		holdLease(t, client, "controller B", start.Add(time.Hour))
+		cli := &Lease{Client: client, Namespace: "p2p", Name: "l", Identity: "cli A", Duration: 15 * time.Second, Now: clock.Now, After: clock.After}
+		_, held, err := cli.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waited := clock.Now().Sub(start); waited != 15*time.Second {
+			t.Errorf("took the lease after %s, want 15s", waited)
+		}
+		if err := held.Release(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -476,6 +476,7 @@ func TestChartRolloutController(t *testing.T) {
 		"apps deployments create",
 		"apps replicasets list",
 		" pods list,watch,delete,patch",
+		" pods/proxy get",
 		" nodes list,watch",
 		" events list",
 		"coordination.k8s.io leases get,create,update",

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,33 +29,6 @@ import (
 const gossipPort = 17946
 
 var sites = []string{"frankfurt", "osaka", "tokyo"}
-
-// peerAddresses puts an address per site on a veth interface of this
-// host (no dummy module here; deleting one end removes both): the API server refuses to proxy to loopback addresses, and the
-// gossip peers must serve where their pods' IPs say.
-func peerAddresses(t testing.TB) []string {
-	t.Helper()
-	link := fmt.Sprintf("stgobs%d", os.Getpid()%100000)
-	run := func(args ...string) {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("link", "add", link, "type", "veth", "peer", "name", link+"p")
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "link", "del", link).CombinedOutput(); err != nil {
-			t.Errorf("removing %s: %v\n%s", link, err, out)
-		}
-	})
-	run("link", "set", link, "up")
-	var ips []string
-	for i := range sites {
-		ip := fmt.Sprintf("10.77.%d.%d", os.Getpid()%250, i+2)
-		run("addr", "add", ip+"/32", "dev", link)
-		ips = append(ips, ip)
-	}
-	return ips
-}
 
 // peers is a control plane with a kwok node per site and a gossip pod on
 // each, served by a real gossip process at its node's address.
@@ -91,7 +63,7 @@ func newPeers(t testing.TB) *peers {
 		t.Skip("needs root: the peers serve on addresses of an interface the test creates")
 	}
 	ctx := context.Background()
-	p := &peers{ips: peerAddresses(t), cp: harness.StartForTest(t, harness.All()), daemons: map[string]*harness.Daemon{}, logs: t.TempDir()}
+	p := &peers{ips: harness.HostAddresses(t, len(sites)), cp: harness.StartForTest(t, harness.All()), daemons: map[string]*harness.Daemon{}, logs: t.TempDir()}
 	if _, err := p.cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "p2p"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,16 +80,8 @@ func newPeers(t testing.TB) *peers {
 func (p *peers) startPeer(t *testing.T, name string, site int, seeds []string) {
 	t.Helper()
 	p.addPod(t, name, site, gossipPort)
-	env := []string{"STAGE_POD_NAME=" + name, "STAGE_SITE=" + sites[site], fmt.Sprintf("STAGE_ADVERTISE_ADDR=%s:%d", p.ips[site], gossipPort)}
-	if len(seeds) > 0 {
-		env = append(env, "STAGE_PEER_SEEDS="+strings.Join(seeds, ","))
-	}
-	d, err := harness.StartDaemon(name, "env", append(append([]string{"-i"}, env...), p.gossip, "--interval=200ms"), filepath.Join(p.logs, name+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Stop)
-	p.daemons[name] = d
+	p.daemons[name] = harness.StartGossip(t, p.gossip, harness.Gossip{Name: name, Site: sites[site], Addr: fmt.Sprintf("%s:%d", p.ips[site], gossipPort), Seeds: seeds},
+		filepath.Join(p.logs, name+".log"))
 }
 
 // addPod creates a pod of the app on the node of site number site that

@@ -25,10 +25,21 @@ var sites = []string{"site-a", "site-b", "site-c"}
 // cluster starts the full control plane with one kwok node per site.
 func cluster(t testing.TB, siteNames []string) *harness.ControlPlane {
 	t.Helper()
+	ips := make([]string, len(siteNames))
+	for i := range siteNames {
+		ips[i] = fmt.Sprintf("10.23.%d.%d", i/250, i%250+1)
+	}
+	return clusterAt(t, siteNames, ips)
+}
+
+// clusterAt starts the full control plane with one kwok node per site, at
+// the addresses given.
+func clusterAt(t testing.TB, siteNames, ips []string) *harness.ControlPlane {
+	t.Helper()
 	cp := harness.StartForTest(t, harness.All())
 	for i, site := range siteNames {
 		_, err := cp.AddNode(context.Background(), harness.Node{
-			Name: "node-" + site, Site: site, InternalIP: fmt.Sprintf("10.23.%d.%d", i/250, i%250+1),
+			Name: "node-" + site, Site: site, InternalIP: ips[i],
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -50,6 +50,11 @@ func TestRolloutGoesSiteBySiteInOrder(t *testing.T) {
 		{[]string{"rollout", "undo", "node"}, "no earlier revision"},
 		{[]string{"rollout", "resume", "node"}, "no rollout to resume"},
 		{[]string{"rollout", "pause", "node"}, "cannot be paused"},
+		{[]string{"rollout", "node", "--image", "p2p:v2", "--gate-peers", "0"}, "MIN must be at least 1 (leave the flag out for no peer gate); write MIN[,cross-site=N]"},
+		{[]string{"rollout", "node", "--image", "p2p:v2", "--gate-peers", "2,cross-site=3"}, "cross-site=3 cannot exceed MIN 2"},
+		{[]string{"rollout", "node", "--image", "p2p:v2", "--gate-peers", "2,sites=1"}, "the only option is cross-site=N"},
+		{[]string{"rollout", "node", "--image", "p2p:v2", "--on-failure", "rollback"}, `--on-failure "rollback": write pause`},
+		{[]string{"rollout", "undo", "node", "--on-failure", "later"}, `--on-failure "later": write pause`},
 	} {
 		if _, _, err := stage(ctx, t, cp, bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("kubectl stage %v: error %v, want %q", bad.args, err, bad.want)

@@ -221,7 +221,28 @@ type RolloutGates struct {
 	HealthExec string `json:"healthExec,omitempty"`
 	// HealthHTTP is a URL (with {site} replaced) that must answer 2xx.
 	HealthHTTP string `json:"healthHTTP,omitempty"`
+	// Peers, when Min > 0, holds a site's wave until each of its new pods'
+	// own view of its peers (annotation kubectl-stage.io/peers-endpoint,
+	// read through the API server's pod proxy) lists enough of them.
+	Peers PeerGate `json:"peers,omitzero"`
+	// OnFailure is what a failed wave does: "pause" (or empty: stop for a
+	// person to resume or undo) or "undo" (return every site to the
+	// previous revision at once).
+	OnFailure string `json:"onFailure,omitempty"`
 }
+
+// PeerGate is --gate-peers MIN[,cross-site=N]: each new pod's view must
+// list at least Min live peers of the app, CrossSite of them at other sites.
+type PeerGate struct {
+	Min       int `json:"min"`
+	CrossSite int `json:"crossSite,omitempty"`
+}
+
+// What a failed wave does (RolloutGates.OnFailure).
+const (
+	OnFailurePause = "pause"
+	OnFailureUndo  = "undo"
+)
 
 // Rollout phases, and the result of a site in a rollout.
 const (
@@ -246,10 +267,13 @@ type RolloutStatus struct {
 	// Phase is Progressing, Paused, Failed, Complete or Unchanged.
 	Phase string `json:"phase"`
 	// FailedSite and Message say why the rollout stopped.
-	FailedSite string      `json:"failedSite,omitempty"`
-	Message    string      `json:"message,omitempty"`
-	Started    metav1.Time `json:"started,omitempty"`
-	Updated    metav1.Time `json:"updated,omitempty"`
+	FailedSite string `json:"failedSite,omitempty"`
+	Message    string `json:"message,omitempty"`
+	// Cause says why a runner began the rollout by itself: an automatic
+	// undo (--on-failure undo) names the failure it undoes.
+	Cause   string      `json:"cause,omitempty"`
+	Started metav1.Time `json:"started,omitempty"`
+	Updated metav1.Time `json:"updated,omitempty"`
 	// Sites are the rollout's sites in wave order.
 	Sites []RolloutSiteStatus `json:"sites,omitempty"`
 }

@@ -18,6 +18,7 @@ import (
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/dryrun"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
@@ -80,6 +81,8 @@ type PlanFlags struct {
 	Timeout    time.Duration
 	HealthExec string
 	HealthHTTP string
+	GatePeers  string
+	OnFailure  string
 }
 
 // AddFlags registers the plan flags.
@@ -92,6 +95,8 @@ func (p *PlanFlags) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&p.Timeout, "timeout", 5*time.Minute, "how long a wave may take before the rollout fails (0: forever)")
 	cmd.Flags().StringVar(&p.HealthExec, "health-exec", "", "command (sh -c) that must succeed for each site; gets STAGE_ROLLOUT_SITE, _APP, _NAMESPACE, _REVISION, _HOST_IPS, _POD_IPS")
 	cmd.Flags().StringVar(&p.HealthHTTP, "health-http", "", "URL that must answer 2xx for each site; {site}, {app} and {namespace} are replaced")
+	cmd.Flags().StringVar(&p.GatePeers, "gate-peers", "", "MIN[,cross-site=N]: a site's wave passes only when each new pod's own peer view (annotation "+api.AnnotationPeersEndpoint+", read through the API server's pod proxy) lists at least MIN live peers, N of them at other sites")
+	cmd.Flags().StringVar(&p.OnFailure, "on-failure", rollout.OnFailurePause, "what a failed wave does: pause (stop for you to resume or undo) or undo (return every site to the previous revision at once)")
 }
 
 // Plan validates the flags into a rollout plan.
@@ -102,6 +107,24 @@ func (p *PlanFlags) Plan() (rollout.Plan, error) {
 	if p.HealthHTTP != "" && !strings.HasPrefix(p.HealthHTTP, "http://") && !strings.HasPrefix(p.HealthHTTP, "https://") {
 		return rollout.Plan{}, fmt.Errorf("--health-http %q must be an http:// or https:// URL", p.HealthHTTP)
 	}
+	// Pause, the default, is stored as nothing: such states read as before.
+	onFailure := ""
+	if p.OnFailure != "" {
+		parsed, err := rollout.ParseOnFailure(p.OnFailure)
+		if err != nil {
+			return rollout.Plan{}, err
+		}
+		if parsed == rollout.OnFailureUndo {
+			onFailure = parsed
+		}
+	}
+	var peers rollout.PeerGate
+	if p.GatePeers != "" {
+		var err error
+		if peers, err = rollout.ParsePeerGate(p.GatePeers); err != nil {
+			return rollout.Plan{}, err
+		}
+	}
 	// Planned against a fake site list, so that bad tokens fail before any write.
 	if _, err := rollout.PlanWaves([]string{"probe"}, nil, p.Waves, p.MaxAtOnce); err != nil {
 		return rollout.Plan{}, err
@@ -110,7 +133,7 @@ func (p *PlanFlags) Plan() (rollout.Plan, error) {
 		Order: p.Order, Waves: p.Waves, MaxAtOnce: p.MaxAtOnce,
 		Gates: rollout.Gates{
 			MinReady: metav1.Duration{Duration: p.MinReady}, Timeout: metav1.Duration{Duration: p.Timeout},
-			HealthExec: p.HealthExec, HealthHTTP: p.HealthHTTP,
+			HealthExec: p.HealthExec, HealthHTTP: p.HealthHTTP, Peers: peers, OnFailure: onFailure,
 		},
 	}, nil
 }

@@ -301,6 +301,9 @@ func printSummary(out io.Writer, r *v1alpha1.Rollout, suffix string) error {
 	if r.Status.FailedSite != "" {
 		fmt.Fprintf(out, " at site %s: %s", r.Status.FailedSite, r.Status.Message)
 	}
+	if r.Status.Cause != "" {
+		fmt.Fprintf(out, " (%s)", r.Status.Cause)
+	}
 	fmt.Fprintln(out, suffix)
 	w := printers.GetNewTabWriter(out)
 	fmt.Fprintln(w, "SITE\tWAVE\tDESIRED\tUPDATED\tREADY\tRESULT")
