@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 )
 
@@ -338,4 +340,14 @@ func (d *Document) Heal() {
 		}
 	}
 	d.Pairs = kept
+}
+
+// Parse reads a document strictly: an unknown field is an error (a typo
+// such as "loss:" must not silently mean nothing).
+func Parse(data []byte) (*Document, error) {
+	d := &Document{}
+	if err := yaml.UnmarshalStrict(data, d); err != nil {
+		return nil, fmt.Errorf("not a %s document: %w (see `kubectl stage net apply --help` for an example)", Kind, err)
+	}
+	return d, nil
 }
