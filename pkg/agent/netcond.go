@@ -266,7 +266,10 @@ func (n *NetConditions) reconcile(ctx context.Context, lister corelisters.Config
 	if err != nil {
 		return err
 	}
-	if changed {
+	switch {
+	case changed && len(plan.Commands) == 0:
+		n.logf("no network conditions for this node (conditions version %q): no rules on %s", version, n.Rules.Device)
+	case changed:
 		n.logf("network conditions applied on %s (%d commands, conditions version %q)", n.Rules.Device, len(plan.Commands), version)
 	}
 	n.mu.Lock()
