@@ -34,7 +34,9 @@ const (
 type Prober struct {
 	// Self is this node's overlay address, where probes leave and are
 	// answered; SetPeers sets it.
-	Self     netip.Addr
+	Self netip.Addr
+	// Port is where every agent answers; 0 is ProbePort.
+	Port     uint16
 	Interval time.Duration
 	PerRound int
 	Window   int
@@ -83,6 +85,13 @@ func (p *Prober) SetPeers(self netip.Addr, nodes []netcond.Node) {
 	}
 }
 
+func (p *Prober) port() uint16 {
+	if p.Port == 0 {
+		return ProbePort
+	}
+	return p.Port
+}
+
 // Sent is how many probes were sent so far.
 func (p *Prober) Sent() int64 {
 	p.mu.Lock()
@@ -101,7 +110,7 @@ func (p *Prober) Run(ctx context.Context) error {
 		p.mu.Unlock()
 		if self.IsValid() {
 			var err error
-			if conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(self, ProbePort))); err == nil {
+			if conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(self, p.port()))); err == nil {
 				break
 			}
 		}
@@ -174,7 +183,7 @@ func (p *Prober) send(ctx context.Context, conn *net.UDPConn) {
 		for i, n := range round {
 			binary.BigEndian.PutUint64(packet[5:], seqs[i])
 			// A send refused (a partitioned peer's drop rule) is a lost probe.
-			_, _ = conn.WriteToUDPAddrPort(packet, netip.AddrPortFrom(n.OverlayIP, ProbePort))
+			_, _ = conn.WriteToUDPAddrPort(packet, netip.AddrPortFrom(n.OverlayIP, p.port()))
 		}
 	}
 }
