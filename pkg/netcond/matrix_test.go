@@ -47,7 +47,7 @@ func TestBuildMatrix(t *testing.T) {
 	}
 	eu := byPair["europe>us"]
 	wantEU := SitePair{From: "europe", To: "us", Target: doc.Between("europe", "us"), Applied: "no",
-		Measured: &Figures{Sent: 20, Lost: 1, LossPercent: 5, P50: 80, P95: 120},
+		Measured:   &Figures{Sent: 20, Lost: 1, LossPercent: 5, P50: 80, P95: 120},
 		NotApplied: []string{"eu-1: latency not applied: " + NetemMissing, `eu-2: still at conditions version "6", not "7"`}}
 	if !reflect.DeepEqual(eu, wantEU) {
 		t.Errorf("europe -> us:\n%+v\nwant\n%+v", eu, wantEU)
