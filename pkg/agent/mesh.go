@@ -99,11 +99,7 @@ func watchRecords(ctx context.Context, client kubernetes.Interface, resync time.
 
 // reconcile computes the peer set from the cache and applies it.
 func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamespaceLister) error {
-	cm, err := lister.Get(api.ConfigName)
-	if err != nil {
-		return fmt.Errorf("reading the staging configuration: %w", err)
-	}
-	cfg, err := site.DecodeConfig(cm)
+	cfg, err := stagingConfig(lister)
 	if err != nil {
 		return err
 	}
@@ -147,6 +143,15 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 		m.logf("%s", c)
 	}
 	return nil
+}
+
+// stagingConfig is the staging configuration in the cache.
+func stagingConfig(lister corelisters.ConfigMapNamespaceLister) (*site.Config, error) {
+	cm, err := lister.Get(api.ConfigName)
+	if err != nil {
+		return nil, fmt.Errorf("reading the staging configuration: %w", err)
+	}
+	return site.DecodeConfig(cm)
 }
 
 // nodeRecords are the enrolled nodes' records in the cache; a corrupt one

@@ -20,7 +20,6 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
-	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 )
 
 // RunFunc runs a command with stdin and returns its standard output, and an
@@ -213,11 +212,7 @@ func (n *NetConditions) Run(ctx context.Context) error {
 }
 
 func (n *NetConditions) reconcile(ctx context.Context, lister corelisters.ConfigMapNamespaceLister) error {
-	cm, err := lister.Get(api.ConfigName)
-	if err != nil {
-		return fmt.Errorf("reading the staging configuration: %w", err)
-	}
-	cfg, err := site.DecodeConfig(cm)
+	cfg, err := stagingConfig(lister)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,8 @@ type changeOptions struct {
 	genericiooptions.IOStreams
 }
 
-func (o *changeOptions) complete(f kcmdutil.Factory) error {
+// Complete builds the client (without contacting the cluster).
+func (o *changeOptions) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
 	client, err := f.KubernetesClientSet()
 	if err != nil {
 		return err
@@ -133,6 +134,10 @@ func (o *changeOptions) complete(f kcmdutil.Factory) error {
 	o.store = site.NewStore(client)
 	return nil
 }
+
+// Validate has nothing to check: the document is checked against the
+// sites before it is stored.
+func (o *changeOptions) Validate() error { return nil }
 
 func (o *changeOptions) sites(ctx context.Context) ([]string, error) {
 	records, err := o.store.Sites(ctx)
@@ -194,11 +199,8 @@ func (o *ApplyOptions) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string
 	if err != nil {
 		return err
 	}
-	return o.complete(f)
+	return o.changeOptions.Complete(f, nil, nil)
 }
-
-// Validate checks nothing more: the document is checked against the sites in Run.
-func (o *ApplyOptions) Validate() error { return nil }
 
 // Run stores the file's document in place of the current one.
 func (o *ApplyOptions) Run(ctx context.Context) error {
@@ -217,9 +219,9 @@ type PartitionOptions struct {
 }
 
 // Complete takes the sites.
-func (o *PartitionOptions) Complete(f kcmdutil.Factory, _ *cobra.Command, args []string) error {
+func (o *PartitionOptions) Complete(f kcmdutil.Factory, cmd *cobra.Command, args []string) error {
 	o.group = args
-	return o.complete(f)
+	return o.changeOptions.Complete(f, cmd, args)
 }
 
 // Validate checks that the groups are disjoint.
@@ -255,14 +257,6 @@ func (o *PartitionOptions) Run(ctx context.Context) error {
 // HealOptions are the flags of `net heal`.
 type HealOptions struct{ changeOptions }
 
-// Complete builds the client.
-func (o *HealOptions) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
-	return o.complete(f)
-}
-
-// Validate has nothing to check.
-func (o *HealOptions) Validate() error { return nil }
-
 // Run ends every partition.
 func (o *HealOptions) Run(ctx context.Context) error {
 	return o.change(ctx, "every partition healed (other conditions kept)", func(doc *netcond.Document, _ []string) (*netcond.Document, error) {
@@ -273,14 +267,6 @@ func (o *HealOptions) Run(ctx context.Context) error {
 
 // ResetOptions are the flags of `net reset`.
 type ResetOptions struct{ changeOptions }
-
-// Complete builds the client.
-func (o *ResetOptions) Complete(f kcmdutil.Factory, _ *cobra.Command, _ []string) error {
-	return o.complete(f)
-}
-
-// Validate has nothing to check.
-func (o *ResetOptions) Validate() error { return nil }
 
 // Run removes the stored conditions.
 func (o *ResetOptions) Run(ctx context.Context) error {
