@@ -55,7 +55,7 @@ type node struct {
 }
 
 type stage struct {
-	t            *testing.T
+	t            testing.TB
 	cp           *harness.ControlPlane
 	client       kubernetes.Interface
 	tp           *netns.Topology
@@ -237,7 +237,7 @@ func (s *stage) badInput(a, d *node) {
 	}
 }
 
-func setUp(t *testing.T) *stage {
+func setUp(t testing.TB) *stage {
 	cp := harness.StartForTest(t, harness.Options{ServingIPs: []net.IP{net.ParseIP(hubOverlay)}})
 	if err := cp.KubeadmBootstrap(context.Background()); err != nil {
 		t.Fatal(err)
@@ -634,7 +634,7 @@ func (s *stage) forge(name, overlayIP, key, endpoint string) string {
 	return key
 }
 
-func newKey(t *testing.T) string {
+func newKey(t testing.TB) string {
 	k, err := vpn.NewWireGuardKey()
 	if err != nil {
 		t.Fatal(err)

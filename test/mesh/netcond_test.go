@@ -42,27 +42,8 @@ func TestNetworkConditions(t *testing.T) {
 	s := setUp(t)
 	a, b, c := s.nodes["a-1"], s.nodes["b-1"], s.nodes["c-1"]
 	all := []*node{a, b, c}
-	s.startHub()
-	for _, n := range all {
-		s.bundleUp(n)
-	}
-	s.forwardAPIServer()
-	s.registerNodes(all...)
 	s.badConditions()
-
-	// A crashed agent's rules are removed by the next one at start.
-	s.leaveStaleRules(a)
-	s.startHubAgent()
-	for _, n := range all {
-		s.startNodeAgent(n)
-		s.acceptTCP(n)
-	}
-	s.waitPeers("the agents configure the mesh", map[*node][]*node{a: {b}, b: {a}, c: {}}, nil)
-	s.waitConditions("the agents start with no conditions", "", all)
-	if rules := s.rules(a); rules != "" {
-		t.Errorf("the agent at a-1 did not remove the rules a previous agent left:\n%s", rules)
-	}
-
+	s.startWithAgents(all, a)
 	// Every ordered pair of sites is measured.
 	took := harness.WaitFor(t, "net to report round trips for every pair of sites", propagation, 500*time.Millisecond, func() bool {
 		m := s.matrix()
@@ -158,6 +139,36 @@ pairs:
 		s.stopAgent(n)
 		if rules := s.rules(n); rules != "" {
 			t.Errorf("the agent at %s left rules when it stopped:\n%s", n.name, rules)
+		}
+	}
+}
+
+// startWithAgents brings up the hub and the nodes' tunnels, registers their
+// Nodes and starts every agent, each node accepting TCP on its overlay
+// address; stale rules are left at crashed first, which its agent must
+// remove when it starts.
+func (s *stage) startWithAgents(all []*node, crashed *node) {
+	t := s.t
+	a, b, c := all[0], all[1], all[2]
+	s.startHub()
+	for _, n := range all {
+		s.bundleUp(n)
+	}
+	s.forwardAPIServer()
+	s.registerNodes(all...)
+	if crashed != nil {
+		s.leaveStaleRules(crashed)
+	}
+	s.startHubAgent()
+	for _, n := range all {
+		s.startNodeAgent(n)
+		s.acceptTCP(n)
+	}
+	s.waitPeers("the agents configure the mesh", map[*node][]*node{a: {b}, b: {a}, c: {}}, nil)
+	s.waitConditions("the agents start with no conditions", "", all)
+	if crashed != nil {
+		if rules := s.rules(crashed); rules != "" {
+			t.Errorf("the agent at %s did not remove the rules a previous agent left:\n%s", crashed.name, rules)
 		}
 	}
 }
