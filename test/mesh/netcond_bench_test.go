@@ -65,4 +65,3 @@ func (s *stage) probesSent(n *node) (packets, bytes int64) {
 	bytes, _ = strconv.ParseInt(m[2], 10, 64)
 	return packets, bytes
 }
-
