@@ -150,6 +150,7 @@ type NetConditions struct {
 	published   string
 	publishedAt time.Time
 	lastErr     string
+	publishErr  string
 }
 
 // Run removes leftover rules, probes the kernel, then applies the
@@ -295,13 +296,20 @@ func (n *NetConditions) publish(ctx context.Context, force bool) {
 	status.Updated = time.Now().UTC().Truncate(time.Second)
 	withTime, _ := json.Marshal(status)
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{api.AnnotationNetStatus: string(withTime)}}})
-	if _, err := n.Client.CoreV1().Nodes().Patch(ctx, n.Node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		n.logf("publishing the network status on node %s: %v", n.Node, err)
+	_, err = n.Client.CoreV1().Nodes().Patch(ctx, n.Node, types.MergePatchType, patch, metav1.PatchOptions{})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		// Logged once per distinct error: a node whose kubelet has not
+		// registered its Node yet would otherwise log every few seconds.
+		if msg := err.Error(); msg != n.publishErr {
+			n.publishErr = msg
+			n.logf("publishing the network status on node %s (retrying every %s): %v", n.Node, n.PublishEvery, err)
+		}
 		return
 	}
-	n.mu.Lock()
+	n.publishErr = ""
 	n.published, n.publishedAt = string(data), time.Now()
-	n.mu.Unlock()
 }
 
 func (n *NetConditions) logf(format string, args ...any) { logTo(n.Log, format, args...) }

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,11 @@ func TestNetworkConditions(t *testing.T) {
 			t.Fatalf("%s is not installed: run hack/install-deps.sh", bin)
 		}
 	}
+	// Registered first, so it runs after every other cleanup.
+	var agentBin string
+	t.Cleanup(func() { nothingLeft(t, agentBin) })
 	s := setUp(t)
+	agentBin = s.agentBin
 	a, b, c := s.nodes["a-1"], s.nodes["b-1"], s.nodes["c-1"]
 	all := []*node{a, b, c}
 	s.badConditions()
@@ -170,6 +175,26 @@ func (s *stage) startWithAgents(all []*node, crashed *node) {
 		if rules := s.rules(crashed); rules != "" {
 			t.Errorf("the agent at %s did not remove the rules a previous agent left:\n%s", crashed.name, rules)
 		}
+	}
+}
+
+// nothingLeft checks that no namespace of this test, no agent (this
+// test's build), no wireguard-go of its interfaces and no child process
+// still exists; the rules lived in the namespaces and were checked gone
+// before. Other tests on the machine are not looked at.
+func nothingLeft(t *testing.T, agentBin string) {
+	if left, err := netns.Leftovers(); err != nil || len(left) > 0 {
+		t.Errorf("namespaces left: %v %v", left, err)
+	}
+	checks := [][]string{{"-af", "wireguard-go " + ifaceName("")}, {"-aP", strconv.Itoa(os.Getpid())}}
+	if agentBin != "" {
+		checks = append(checks, []string{"-af", agentBin})
+	}
+	for _, args := range checks {
+		harness.WaitFor(t, fmt.Sprintf("no process left (pgrep %s)", strings.Join(args, " ")), 10*time.Second, 100*time.Millisecond, func() bool {
+			out, _ := exec.Command("pgrep", args...).Output()
+			return len(out) == 0
+		})
 	}
 }
 
