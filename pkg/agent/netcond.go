@@ -77,24 +77,23 @@ func (a *RuleApplier) Reset(ctx context.Context) error {
 	return nil
 }
 
-// ProbeNetem says whether the kernel can delay packets, by adding a netem
-// qdisc under a class of the agent's own root qdisc (never touching the
-// device's other traffic for longer than the probe), and why not.
+// netemProbeLink is the veth pair ProbeNetem creates for a moment.
+const netemProbeLink = "kstg-netem0"
+
+// ProbeNetem says whether the kernel can delay packets, and why not, by
+// adding a netem qdisc to a veth pair of its own, created and deleted for
+// it: the overlay device's traffic is never disturbed by the probe.
 func (a *RuleApplier) ProbeNetem(ctx context.Context) (bool, string, error) {
-	if err := a.Reset(ctx); err != nil {
+	remove := netcond.Command{Args: []string{"ip", "link", "del", netemProbeLink}}
+	// A crashed agent's pair first.
+	if err := a.run(ctx, remove); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 		return false, "", err
 	}
-	probe := []netcond.Command{
-		{Args: []string{"tc", "qdisc", "add", "dev", a.Device, "root", "handle", netcond.RootHandle, "htb"}},
-		{Args: []string{"tc", "class", "add", "dev", a.Device, "parent", netcond.RootHandle, "classid", netcond.RootHandle + "1", "htb", "rate", "10gbit"}},
+	if err := a.run(ctx, netcond.Command{Args: []string{"ip", "link", "add", netemProbeLink, "type", "veth", "peer", "name", "kstg-netem1"}}); err != nil {
+		return false, "", fmt.Errorf("creating a veth pair to probe for sch_netem: %w", err)
 	}
-	for _, c := range probe {
-		if err := a.run(ctx, c); err != nil {
-			return false, "", err
-		}
-	}
-	netemErr := a.run(ctx, netcond.Command{Args: []string{"tc", "qdisc", "add", "dev", a.Device, "parent", netcond.RootHandle + "1", "handle", "10:", "netem", "delay", "0ms"}})
-	if err := a.Reset(ctx); err != nil {
+	netemErr := a.run(ctx, netcond.Command{Args: []string{"tc", "qdisc", "add", "dev", netemProbeLink, "root", "netem", "delay", "0ms"}})
+	if err := a.run(ctx, remove); err != nil {
 		return false, "", err
 	}
 	switch {
@@ -156,6 +155,10 @@ type NetConditions struct {
 // Run removes leftover rules, probes the kernel, then applies the
 // conditions on every change until ctx ends, and removes its rules then.
 func (n *NetConditions) Run(ctx context.Context) error {
+	// What a crashed agent left goes first.
+	if err := n.Rules.Reset(ctx); err != nil {
+		return err
+	}
 	netem, reason, err := n.Rules.ProbeNetem(ctx)
 	if err != nil {
 		return fmt.Errorf("network conditions on %s: %w", n.Rules.Device, err)
