@@ -154,9 +154,10 @@ func TestMeshOverlay(t *testing.T) {
 	s.bundleUp(d)
 	s.startNodeAgent(d)
 	s.waitPeers("d-1's own agent", map[*node][]*node{d: {a, b}}, nil)
-	if !s.tp.Ping(a.ns, d.overlayIP) {
-		t.Fatal("a-1 does not reach d-1, which joined later")
-	}
+	// a-1's agent probes d-1 from its join on, before d-1's tunnel is up, so
+	// a-1's WireGuard retries its handshake every 5s: the first ping may wait
+	// for the next attempt (or for d-1's own first probe).
+	harness.WaitFor(t, "a-1 to reach d-1, which joined later", propagation, 100*time.Millisecond, func() bool { return s.tp.Ping(a.ns, d.overlayIP) })
 	if s.peer(a, d.key).LatestHandshake.IsZero() {
 		t.Error("a-1 reached d-1 but never shook hands with it directly")
 	}
