@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -53,6 +57,8 @@ type Options struct {
 	ProbeInterval time.Duration
 	ProbePeers    int
 	PublishEvery  time.Duration
+	// MetricsAddr serves the figures per site pair for Prometheus; "" is off.
+	MetricsAddr string
 
 	client kubernetes.Interface
 	genericiooptions.IOStreams
@@ -89,6 +95,7 @@ func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
 	flags.DurationVar(&o.ProbeInterval, "probe-interval", o.ProbeInterval, "send a round of round-trip probes this often")
 	flags.IntVar(&o.ProbePeers, "probe-peers", o.ProbePeers, "probe at most this many nodes per round (round robin over all of them): probes per second = probe-peers / probe-interval")
 	flags.DurationVar(&o.PublishEvery, "publish-every", o.PublishEvery, "write the measured figures on the Node at most this often")
+	flags.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve the measured figures per site pair as Prometheus metrics at HOST:PORT/metrics (off by default)")
 	return cmd
 }
 
@@ -131,6 +138,11 @@ func (o *Options) Validate() error {
 	if o.ProbeInterval < 100*time.Millisecond || o.ProbePeers < 1 || o.ProbePeers > 100 {
 		return fmt.Errorf("--probe-interval %s, --probe-peers %d: at least 100ms and between 1 and 100 peers (the probes must stay a low rate)", o.ProbeInterval, o.ProbePeers)
 	}
+	if o.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(o.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %q is not HOST:PORT (such as 127.0.0.1:9101): %v", o.MetricsAddr, err)
+		}
+	}
 	if o.PublishEvery < time.Second {
 		return fmt.Errorf("--publish-every %s: at least 1s (every write goes to the API server)", o.PublishEvery)
 	}
@@ -156,10 +168,37 @@ func (o *Options) Run(ctx context.Context) error {
 	// and the conditions' loop removes its rules on the way out.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if o.MetricsAddr != "" {
+		if err := serveMetrics(ctx, o.MetricsAddr, n); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: metrics at http://%s/metrics\n", o.MetricsAddr)
+	}
 	errs := make(chan error, 2)
 	go func() { errs <- m.Run(ctx) }()
 	go func() { errs <- n.Run(ctx) }()
 	first := <-errs
 	cancel()
 	return errors.Join(first, <-errs)
+}
+
+// serveMetrics serves the collector's metrics at addr/metrics until ctx ends.
+func serveMetrics(ctx context.Context, addr string, c prometheus.Collector) error {
+	registry := prometheus.NewRegistry()
+	if err := registry.Register(c); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = server.Close()
+	}()
+	go func() { _ = server.Serve(ln) }()
+	return nil
 }
