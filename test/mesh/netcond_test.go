@@ -67,6 +67,12 @@ func TestNetworkConditions(t *testing.T) {
 	s.stage("net", "partition", "site-a", "--from", "site-b")
 	s.waitConditions("the partition is applied", s.conditionsVersion(), all)
 	t.Logf("net partition -> rules in place at every site: %s", time.Since(start))
+	for _, p := range s.matrix().Sites {
+		split := p.From != "site-c" && p.To != "site-c"
+		if p.Target.Partitioned() != split || (split && p.Applied != "yes") || (!split && p.Applied != "-") {
+			t.Errorf("net reports %s -> %s as %s, applied %q %q; want the partition only between site-a and site-b, applied", p.From, p.To, p.Target, p.Applied, p.NotApplied)
+		}
+	}
 	for _, pair := range [][2]*node{{a, b}, {b, a}} {
 		if s.tp.Ping(pair[0].ns, pair[1].overlayIP) || s.tcpReaches(pair[0], pair[1].overlayIP) {
 			t.Errorf("%s still reaches %s during the partition", pair[0].name, pair[1].name)
