@@ -247,6 +247,9 @@ func setUp(t testing.TB) *stage {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The waits poll several objects every 100ms: client-go's default 5
+	// requests a second would make them measure its throttling.
+	cfg.QPS, cfg.Burst = 100, 200
 	s := &stage{t: t, cp: cp, client: kubernetes.NewForConfigOrDie(cfg), tp: netns.New(t, 4), dir: t.TempDir(),
 		hubIface: ifaceName("h"), agentBin: harness.Build(t, "./cmd/kubectl-stage-agent"), nodes: map[string]*node{}}
 	// Sites a, b and d (the later join) reach each other directly; c sits
