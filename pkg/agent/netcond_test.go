@@ -2,26 +2,39 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
+	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
 
 // fakeHost records the commands run and fails those matching fail with
 // the given error output.
 type fakeHost struct {
+	mu   sync.Mutex
 	ran  []string
 	fail map[string]string // command prefix -> error output
 }
 
 func (f *fakeHost) run(_ context.Context, stdin, name string, args ...string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	line := strings.Join(append([]string{name}, args...), " ")
 	f.ran = append(f.ran, line)
 	for prefix, stderr := range f.fail {
@@ -105,6 +118,83 @@ func TestProbeNetem(t *testing.T) {
 				t.Errorf("ran %q, want %q", host.ran, probe)
 			}
 		})
+	}
+}
+
+func (f *fakeHost) commands() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{}, f.ran...)
+}
+
+// TestNetConditionsFollowsTheCluster runs the conditions' loop against a
+// fake API server and host: it publishes its status on its Node, applies a
+// stored partition and says so, and removes its rules when stopped.
+func TestNetConditionsFollowsTheCluster(t *testing.T) {
+	now := time.Now().UTC()
+	a := site.NodeRecord{Name: "a-1", Site: "a", OverlayIP: netip.MustParseAddr("10.23.0.2"), VPN: vpn.WireGuard, WireGuardPublicKey: key(t), EnrolledAt: now}
+	b := site.NodeRecord{Name: "b-1", Site: "b", OverlayIP: netip.MustParseAddr("10.23.0.3"), VPN: vpn.WireGuard, WireGuardPublicKey: key(t), EnrolledAt: now}
+	client := fake.NewSimpleClientset(stagingConfigMap(t, key(t)), record(t, a), record(t, b), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a-1"}})
+	host := &fakeHost{fail: map[string]string{"nft delete": "No such file or directory", "tc qdisc del": "Invalid handle", "tc qdisc add dev kstg-netem0": "Error: Specified qdisc kind is unknown."}}
+	var log syncBuffer
+	n := &NetConditions{Client: client, Node: "a-1", Rules: &RuleApplier{Device: "wg0", Run: host.run}, Resync: time.Hour, PublishEvery: time.Second, Log: &log}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+
+	status := func(what string, ok func(*netcond.Status) bool) *netcond.Status {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			node, err := client.CoreV1().Nodes().Get(context.Background(), "a-1", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &netcond.Status{}
+			if raw, found := node.Annotations[api.AnnotationNetStatus]; found {
+				if err := json.Unmarshal([]byte(raw), st); err != nil {
+					t.Fatal(err)
+				}
+				if ok(st) {
+					return st
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: status %+v\nlog:\n%s", what, st, log.String())
+			}
+		}
+	}
+	status("no conditions", func(st *netcond.Status) bool {
+		return st.Site == "a" && st.ConditionsVersion == "" && len(st.Pairs) == 0
+	})
+
+	doc := netcond.New()
+	doc.Partition([]string{"a"}, nil, []string{"a", "b"})
+	doc.Default.Latency = "50ms"
+	data, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: netcond.ConfigMapName, Namespace: api.SystemNamespace, ResourceVersion: "42",
+		Labels: map[string]string{api.LabelManagedBy: api.LabelManagedByValue}}, Data: map[string]string{netcond.DocumentKey: string(data)}}
+	if _, err := client.CoreV1().ConfigMaps(api.SystemNamespace).Create(context.Background(), stored, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st := status("the partition", func(st *netcond.Status) bool { return st.ConditionsVersion == "42" })
+	yes := true
+	want := []netcond.PairStatus{{From: "a", To: "b", Target: netcond.Conditions{Latency: "50ms", Partition: &yes}, Applied: []string{"partition"}}}
+	if st.Error != "" || !reflect.DeepEqual(st.Pairs, want) {
+		t.Errorf("status %+v, want pairs %+v", st, want)
+	}
+	if !slices.Contains(host.commands(), "nft -f -") {
+		t.Errorf("the partition's rules were not run: %q", host.commands())
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ran := host.commands(); !reflect.DeepEqual(ran[len(ran)-2:], resetLines) {
+		t.Errorf("stopping ran %q last, want the rules removed: %q", ran[len(ran)-2:], resetLines)
 	}
 }
 
