@@ -54,7 +54,24 @@ type Mesh struct {
 // the informers keep their last state, so the interface keeps its peers:
 // a node cut off from the hub keeps its direct paths.
 func (m *Mesh) Run(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactoryWithOptions(m.Client, m.Resync,
+	var observe <-chan time.Time
+	if m.Hub {
+		observeTicker := time.NewTicker(m.Observe)
+		defer observeTicker.Stop()
+		observe = observeTicker.C
+	}
+	return watchRecords(ctx, m.Client, m.Resync, observe, func(lister corelisters.ConfigMapNamespaceLister) {
+		if err := m.reconcile(ctx, lister); err != nil {
+			m.logf("not reconciled (the interface keeps its peers; retrying on the next change or in %s): %v", m.Resync, err)
+		}
+	})
+}
+
+// watchRecords calls reconcile with the synced cache of kubectl-stage's
+// ConfigMaps on every change, every resync and every tick of also (nil:
+// none), until ctx ends.
+func watchRecords(ctx context.Context, client kubernetes.Interface, resync time.Duration, also <-chan time.Time, reconcile func(corelisters.ConfigMapNamespaceLister)) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, resync,
 		informers.WithNamespace(api.SystemNamespace),
 		// The configuration and the records: ConfigMaps hold nothing secret,
 		// and the agent reads no Secret.
@@ -81,14 +98,8 @@ func (m *Mesh) Run(ctx context.Context) error {
 		return fmt.Errorf("the informer did not sync: %w", context.Cause(ctx))
 	}
 	lister := configMaps.Lister().ConfigMaps(api.SystemNamespace)
-	ticker := time.NewTicker(m.Resync)
+	ticker := time.NewTicker(resync)
 	defer ticker.Stop()
-	var observe <-chan time.Time
-	if m.Hub {
-		observeTicker := time.NewTicker(m.Observe)
-		defer observeTicker.Stop()
-		observe = observeTicker.C
-	}
 	poke()
 	for {
 		select {
@@ -96,21 +107,15 @@ func (m *Mesh) Run(ctx context.Context) error {
 			return nil
 		case <-changed:
 		case <-ticker.C:
-		case <-observe:
+		case <-also:
 		}
-		if err := m.reconcile(ctx, lister); err != nil {
-			m.logf("not reconciled (the interface keeps its peers; retrying on the next change or in %s): %v", m.Resync, err)
-		}
+		reconcile(lister)
 	}
 }
 
 // reconcile computes the peer set from the cache and applies it.
 func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamespaceLister) error {
-	cm, err := lister.Get(api.ConfigName)
-	if err != nil {
-		return fmt.Errorf("reading the staging configuration: %w", err)
-	}
-	cfg, err := site.DecodeConfig(cm)
+	cfg, err := stagingConfig(lister)
 	if err != nil {
 		return err
 	}
@@ -118,7 +123,7 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 	if err != nil {
 		return err
 	}
-	records, err := lister.List(labels.SelectorFromSet(labels.Set{api.LabelRecord: "node"}))
+	records, err := nodeRecords(lister, m.logf)
 	if err != nil {
 		return err
 	}
@@ -136,13 +141,7 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 	} else if !apierrors.IsNotFound(err) {
 		return err
 	}
-	for _, cm := range records {
-		rec, err := site.DecodeNode(cm)
-		if err != nil {
-			// One corrupt record must not cut every other node off.
-			m.logf("ignoring %s/%s: %v", cm.Namespace, cm.Name, err)
-			continue
-		}
+	for _, rec := range records {
 		c.Nodes = append(c.Nodes, rec.MeshNode())
 	}
 	var plan mesh.Plan
@@ -193,9 +192,40 @@ func (m *Mesh) publishObservations(ctx context.Context, c mesh.Cluster) error {
 	return nil
 }
 
-func (m *Mesh) logf(format string, args ...any) {
-	if m.Log != nil {
-		fmt.Fprintf(m.Log, time.Now().UTC().Format(time.RFC3339)+" "+format+"\n", args...)
+// stagingConfig is the staging configuration in the cache.
+func stagingConfig(lister corelisters.ConfigMapNamespaceLister) (*site.Config, error) {
+	cm, err := lister.Get(api.ConfigName)
+	if err != nil {
+		return nil, fmt.Errorf("reading the staging configuration: %w", err)
+	}
+	return site.DecodeConfig(cm)
+}
+
+// nodeRecords are the enrolled nodes' records in the cache; a corrupt one
+// is logged and skipped, so that it cannot cut every other node off.
+func nodeRecords(lister corelisters.ConfigMapNamespaceLister, logf func(string, ...any)) ([]site.NodeRecord, error) {
+	cms, err := lister.List(labels.SelectorFromSet(labels.Set{api.LabelRecord: "node"}))
+	if err != nil {
+		return nil, err
+	}
+	var records []site.NodeRecord
+	for _, cm := range cms {
+		rec, err := site.DecodeNode(cm)
+		if err != nil {
+			logf("ignoring %s/%s: %v", cm.Namespace, cm.Name, err)
+			continue
+		}
+		records = append(records, *rec)
+	}
+	return records, nil
+}
+
+func (m *Mesh) logf(format string, args ...any) { logTo(m.Log, format, args...) }
+
+// logTo writes one timestamped line to w, if any.
+func logTo(w io.Writer, format string, args ...any) {
+	if w != nil {
+		fmt.Fprintf(w, time.Now().UTC().Format(time.RFC3339)+" "+format+"\n", args...)
 	}
 }
 

@@ -92,6 +92,18 @@ func addressTable(table ipam.Allocations) *corev1.ConfigMap {
 	}
 }
 
+// stagingConfigMap is a WireGuard staging configuration with the hub's key.
+func stagingConfigMap(t *testing.T, hubKey string) *corev1.ConfigMap {
+	cfg := site.Config{OverlayCIDR: "10.23.0.0/16", HubEndpoint: "198.18.0.1:51820", HubPublicKey: hubKey, VPN: vpn.WireGuard,
+		APIServerEndpoint: "10.23.0.1:6443", TokenTTL: site.Duration{Duration: time.Hour}, CredentialValidity: site.Duration{Duration: time.Hour}}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: api.ConfigName, Namespace: api.SystemNamespace,
+		Labels: map[string]string{api.LabelManagedBy: api.LabelManagedByValue}}, Data: map[string]string{"config": string(cfgJSON)}}
+}
+
 func key(t *testing.T) string {
 	k, err := vpn.NewWireGuardKey()
 	if err != nil {
@@ -105,19 +117,10 @@ func key(t *testing.T) string {
 // a leave removes the peer, and the hub is kept throughout.
 func TestMeshFollowsTheRecords(t *testing.T) {
 	hubKey := key(t)
-	cfg := site.Config{OverlayCIDR: "10.23.0.0/16", HubEndpoint: "198.18.0.1:51820", HubPublicKey: hubKey, VPN: vpn.WireGuard,
-		APIServerEndpoint: "10.23.0.1:6443", TokenTTL: site.Duration{Duration: time.Hour}, CredentialValidity: site.Duration{Duration: time.Hour}}
-	cfgJSON, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UTC().Truncate(time.Second)
 	self := site.NodeRecord{Name: "a-1", Site: "a", OverlayIP: netip.MustParseAddr("10.23.0.2"), VPN: vpn.WireGuard, WireGuardPublicKey: key(t), Endpoint: "198.18.200.1:51821", EnrolledAt: now}
 	other := site.NodeRecord{Name: "b-1", Site: "b", OverlayIP: netip.MustParseAddr("10.23.0.3"), VPN: vpn.WireGuard, WireGuardPublicKey: key(t), Endpoint: "198.18.200.2:51821", EnrolledAt: now}
-	client := fake.NewSimpleClientset(
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: api.ConfigName, Namespace: api.SystemNamespace,
-			Labels: map[string]string{api.LabelManagedBy: api.LabelManagedByValue}}, Data: map[string]string{"config": string(cfgJSON)}},
-		record(t, self), addressTable(ipam.Allocations{self.OverlayIP: self.Name, other.OverlayIP: other.Name}))
+	client := fake.NewSimpleClientset(stagingConfigMap(t, hubKey), record(t, self), addressTable(ipam.Allocations{self.OverlayIP: self.Name, other.OverlayIP: other.Name}))
 	wg := &fakeWG{peers: map[string]string{}}
 	var log syncBuffer
 	m := &Mesh{Client: client, Node: "a-1", Resync: time.Hour, Log: &log, Applier: &mesh.Applier{Device: "stage0", Run: wg.run}}

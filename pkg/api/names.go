@@ -54,6 +54,11 @@ const (
 	// AnnotationOverlayIP is set on Node objects to the node's overlay address.
 	AnnotationOverlayIP = Prefix + "overlay-ip"
 
+	// AnnotationNetStatus is set by a node's agent on its own Node (the
+	// kubelet's credentials may patch it) to the JSON of netcond.Status: the
+	// network conditions it applies and what it measures.
+	AnnotationNetStatus = Prefix + "net-status"
+
 	// AgentRoleName is the Role (and RoleBinding) that lets every node's
 	// credentials (group system:nodes) read the ConfigMaps of
 	// SystemNamespace, which the node agent watches; nothing else.

@@ -55,7 +55,7 @@ type node struct {
 }
 
 type stage struct {
-	t            *testing.T
+	t            testing.TB
 	cp           *harness.ControlPlane
 	client       kubernetes.Interface
 	tp           *netns.Topology
@@ -154,9 +154,10 @@ func TestMeshOverlay(t *testing.T) {
 	s.bundleUp(d)
 	s.startNodeAgent(d)
 	s.waitPeers("d-1's own agent", map[*node][]*node{d: {a, b}}, nil)
-	if !s.tp.Ping(a.ns, d.overlayIP) {
-		t.Fatal("a-1 does not reach d-1, which joined later")
-	}
+	// a-1's agent probes d-1 from its join on, before d-1's tunnel is up, so
+	// a-1's WireGuard retries its handshake every 5s: the first ping may wait
+	// for the next attempt (or for d-1's own first probe).
+	harness.WaitFor(t, "a-1 to reach d-1, which joined later", propagation, 100*time.Millisecond, func() bool { return s.tp.Ping(a.ns, d.overlayIP) })
 	if s.peer(a, d.key).LatestHandshake.IsZero() {
 		t.Error("a-1 reached d-1 but never shook hands with it directly")
 	}
@@ -314,7 +315,7 @@ func (s *stage) badInput(a, d *node) {
 	}
 }
 
-func setUp(t *testing.T) *stage {
+func setUp(t testing.TB) *stage {
 	cp := harness.StartForTest(t, harness.Options{ServingIPs: []net.IP{net.ParseIP(hubOverlay)}})
 	if err := cp.KubeadmBootstrap(context.Background()); err != nil {
 		t.Fatal(err)
@@ -323,6 +324,9 @@ func setUp(t *testing.T) *stage {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The waits poll several objects every 100ms: client-go's default 5
+	// requests a second would make them measure its throttling.
+	cfg.QPS, cfg.Burst = 100, 200
 	s := &stage{t: t, cp: cp, client: kubernetes.NewForConfigOrDie(cfg), tp: netns.New(t, 5), dir: t.TempDir(),
 		hubIface: ifaceName("h"), agentBin: harness.Build(t, "./cmd/kubectl-stage-agent"), nodes: map[string]*node{}}
 	// Sites a, b, d (the later join) and e reach each other directly; c
@@ -725,7 +729,7 @@ func (s *stage) forge(name, overlayIP, key, endpoint string) string {
 	return key
 }
 
-func newKey(t *testing.T) string {
+func newKey(t testing.TB) string {
 	k, err := vpn.NewWireGuardKey()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
 	"github.com/kubectl-stage/kubectl-stage/pkg/version"
 )
 
@@ -28,7 +29,7 @@ func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(SchemeGroupVersion,
 		&Site{}, &SiteList{}, &EnrolledNode{}, &EnrolledNodeList{}, &PluginVersion{},
 		&Rollout{}, &RolloutRevision{}, &RolloutRevisionList{}, &PeerGraph{},
-		&NetworkPath{}, &NetworkPathList{})
+		&NetworkPath{}, &NetworkPathList{}, &NetworkMatrix{})
 	return nil
 }
 
@@ -403,4 +404,22 @@ func (in *NetworkPathList) DeepCopyObject() runtime.Object {
 		out.Items = append(out.Items, *in.Items[i].DeepCopyObject().(*NetworkPath))
 	}
 	return out
+}
+
+// NetworkMatrix is what `kubectl stage net` prints: per ordered site pair
+// the conditions asked for, whether every node applies them (and why not),
+// and the round trips the agents measured; per node pair what each measured.
+type NetworkMatrix struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	netcond.Matrix    `json:",inline"`
+}
+
+// DeepCopyObject implements runtime.Object.
+func (in *NetworkMatrix) DeepCopyObject() runtime.Object {
+	out := *in
+	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	out.Sites = slices.Clone(in.Sites)
+	out.Nodes = slices.Clone(in.Nodes)
+	return &out
 }

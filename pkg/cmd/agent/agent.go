@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -31,7 +35,17 @@ var agentLong = templates.LongDesc(`
 	node, and publishes where it sees each node's packets come from (the
 	ConfigMap kubectl-stage-observed-endpoints), which is where nodes that
 	joined with --endpoint auto are reached. A node's interface only ever
-	carries keys the cluster enrolled, each for its own node's address.`)
+	carries keys the cluster enrolled, each for its own node's address.
+
+	On a node it also applies the network conditions stored by
+	` + "`kubectl stage net apply`" + ` (ConfigMap kubectl-stage-net-conditions) to the
+	interface, per remote site: loss and partitions with nftables (table
+	inet kubectl-stage-net), bandwidth and latency with tc (root qdisc
+	5354:), never touching traffic to or from the hub. It removes those
+	rules when it starts, when the conditions are cleared and when it stops.
+	It measures round trips to every other node with its own UDP echo
+	(port 51830 on the overlay) and publishes the figures and what it
+	applied in the annotation kubectl-stage.io/net-status of its Node.`)
 
 // Options are the agent's flags.
 type Options struct {
@@ -41,6 +55,13 @@ type Options struct {
 	Interface  string
 	Resync     time.Duration
 	Observe    time.Duration
+	// NetConditions applies the network conditions and measures the overlay.
+	NetConditions bool
+	ProbeInterval time.Duration
+	ProbePeers    int
+	PublishEvery  time.Duration
+	// MetricsAddr serves the figures per site pair for Prometheus; "" is off.
+	MetricsAddr string
 
 	client kubernetes.Interface
 	genericiooptions.IOStreams
@@ -48,7 +69,8 @@ type Options struct {
 
 // NewCmdAgent returns the agent's root command.
 func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{IOStreams: streams, Interface: vpn.InterfaceName, Resync: 30 * time.Second, Observe: 2 * time.Second, Node: os.Getenv("NODE_NAME")}
+	o := &Options{IOStreams: streams, Interface: vpn.InterfaceName, Resync: 30 * time.Second, Observe: 2 * time.Second, Node: os.Getenv("NODE_NAME"),
+		NetConditions: true, ProbeInterval: time.Second, ProbePeers: 10, PublishEvery: 5 * time.Second}
 	cmd := &cobra.Command{
 		Use:           "kubectl-stage-agent --node NAME | --hub",
 		Short:         "Keep this machine's WireGuard peers as the enrolled nodes say",
@@ -73,6 +95,11 @@ func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
 	flags.StringVar(&o.Interface, "interface", o.Interface, "the WireGuard interface")
 	flags.DurationVar(&o.Resync, "resync", o.Resync, "reconcile this often even without a change (repairs peers changed by hand)")
 	flags.DurationVar(&o.Observe, "observe", o.Observe, "with --hub: how often to read where each node's packets come from and publish the changes (nodes joined with --endpoint auto are reached there)")
+	flags.BoolVar(&o.NetConditions, "net-conditions", o.NetConditions, "on a node: apply the cluster's network conditions to the interface and measure round trips to the other nodes")
+	flags.DurationVar(&o.ProbeInterval, "probe-interval", o.ProbeInterval, "send a round of round-trip probes this often")
+	flags.IntVar(&o.ProbePeers, "probe-peers", o.ProbePeers, "probe at most this many nodes per round (round robin over all of them): probes per second = probe-peers / probe-interval")
+	flags.DurationVar(&o.PublishEvery, "publish-every", o.PublishEvery, "write the measured figures on the Node at most this often")
+	flags.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve the measured figures per site pair as Prometheus metrics at HOST:PORT/metrics (off by default)")
 	return cmd
 }
 
@@ -112,6 +139,20 @@ func (o *Options) Validate() error {
 	if o.Hub && o.Observe < 500*time.Millisecond {
 		return fmt.Errorf("--observe %s: at least 500ms (each look runs wg show)", o.Observe)
 	}
+	if o.Hub || !o.NetConditions {
+		return nil
+	}
+	if o.ProbeInterval < 100*time.Millisecond || o.ProbePeers < 1 || o.ProbePeers > 100 {
+		return fmt.Errorf("--probe-interval %s, --probe-peers %d: at least 100ms and between 1 and 100 peers (the probes must stay a low rate)", o.ProbeInterval, o.ProbePeers)
+	}
+	if o.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(o.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %q is not HOST:PORT (such as 127.0.0.1:9101): %v", o.MetricsAddr, err)
+		}
+	}
+	if o.PublishEvery < time.Second {
+		return fmt.Errorf("--publish-every %s: at least 1s (every write goes to the API server)", o.PublishEvery)
+	}
 	return nil
 }
 
@@ -124,5 +165,47 @@ func (o *Options) Run(ctx context.Context) error {
 		who = "the hub"
 	}
 	fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: keeping the WireGuard peers of %s on %s\n", who, o.Interface)
-	return m.Run(ctx)
+	if o.Hub || !o.NetConditions {
+		return m.Run(ctx)
+	}
+	n := &agent.NetConditions{Client: o.client, Node: o.Node, Resync: o.Resync, Log: o.ErrOut, PublishEvery: o.PublishEvery,
+		Rules:  &agent.RuleApplier{Device: o.Interface},
+		Prober: &agent.Prober{Interval: o.ProbeInterval, PerRound: o.ProbePeers, Window: 30, Timeout: 2 * time.Second}}
+	// Both run until the process is stopped; the first error stops both,
+	// and the conditions' loop removes its rules on the way out.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.MetricsAddr != "" {
+		if err := serveMetrics(ctx, o.MetricsAddr, n); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: metrics at http://%s/metrics\n", o.MetricsAddr)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- m.Run(ctx) }()
+	go func() { errs <- n.Run(ctx) }()
+	first := <-errs
+	cancel()
+	return errors.Join(first, <-errs)
+}
+
+// serveMetrics serves the collector's metrics at addr/metrics until ctx ends.
+func serveMetrics(ctx context.Context, addr string, c prometheus.Collector) error {
+	registry := prometheus.NewRegistry()
+	if err := registry.Register(c); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = server.Close()
+	}()
+	go func() { _ = server.Serve(ln) }()
+	return nil
 }

@@ -20,13 +20,26 @@ import (
 
 // NewCmdNet returns the `net` command group.
 func NewCmdNet(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := newMatrixOptions(streams)
 	cmd := &cobra.Command{
 		Use:   "net",
-		Short: "The overlay network between the sites",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Short: "The network between the sites: measured round trips and loss, and the conditions applied",
+		Long: templates.LongDesc(`
+			Show, for every ordered pair of sites, the round trip time (p50 and
+			p95) and loss the node agents measure over the overlay, next to the
+			network conditions asked for (kubectl stage net apply, partition)
+			and whether every node of the sending site applies them, or what
+			it could not apply and why. -o wide adds every node pair.`),
+		Example: templates.Examples(`
+			kubectl stage net
+			kubectl stage net -o wide
+			kubectl stage net -o yaml`),
+		Args: cobra.NoArgs,
+		RunE: cmdutil.RunE(f, o),
 	}
+	o.PrintFlags.AddFlags(cmd)
 	cmd.AddCommand(NewCmdPaths(f, streams))
+	cmd.AddCommand(newCmdNetConditions(f, streams)...)
 	return cmd
 }
 
