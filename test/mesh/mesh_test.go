@@ -197,8 +197,8 @@ func TestMeshOverlay(t *testing.T) {
 // autoEndpoint: a node joined with --endpoint auto, whose public address
 // only the hub sees, is reached directly where the hub observes it; when
 // its port changes (a NAT rebinding, a restart), the others follow within
-// seconds, without any traffic between them that WireGuard's own roaming
-// could learn from.
+// seconds, with none of its packets reaching them that WireGuard's own
+// roaming could learn from.
 func (s *stage) autoEndpoint(a, c, d *node) {
 	t := s.t
 	e := s.join("e-1", s.tp.Sites[4], mesh.EndpointAuto)
@@ -222,7 +222,14 @@ func (s *stage) autoEndpoint(a, c, d *node) {
 	}
 
 	// The rebinding: e's packets now come from another port. Only the hub
-	// hears of it (e pings the hub, not a or d).
+	// hears of it: e's packets to a and d (the agents' probes, which would
+	// let their WireGuard learn the new port by itself) are dropped until
+	// both have the new endpoint from the hub's observation.
+	mute := "add table ip stgmesh-mute; add chain ip stgmesh-mute output { type filter hook output priority filter; }; " +
+		"add rule ip stgmesh-mute output ip daddr { " + s.exchangeAddress(a.ns) + ", " + s.exchangeAddress(d.ns) + " } udp dport " + listenPort + " drop"
+	if out, err := s.tp.Run(e.ns, "nft", mute); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
 	const newPort = "40123"
 	if out, err := s.tp.Run(e.ns, "wg", "set", e.iface, "listen-port", newPort); err != nil {
 		t.Fatalf("wg set listen-port: %v\n%s", err, out)
@@ -234,6 +241,9 @@ func (s *stage) autoEndpoint(a, c, d *node) {
 	e.endpoint = public + ":" + newPort
 	s.waitPeers("e-1's new endpoint reaches every interface", map[*node][]*node{a: {d, e}, d: {a, e}}, nil)
 	t.Logf("e-1's port changed -> a-1 and d-1 send to the new one: %s", time.Since(start))
+	if out, err := s.tp.Run(e.ns, "nft", "delete table ip stgmesh-mute"); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
 	s.checkDirect(a, e)
 }
 
@@ -247,9 +257,12 @@ func (s *stage) listenPort(n *node) string {
 	return strings.TrimSpace(out)
 }
 
-// checkDirect pings y from x and checks that the hub relayed none of it.
+// checkDirect waits until x reaches y (the agents' probes may have sent
+// x's WireGuard into its 5s handshake retry before y's tunnel was up), then
+// pings y from x again and checks that the hub relayed none of it.
 func (s *stage) checkDirect(x, y *node) {
 	s.t.Helper()
+	harness.WaitFor(s.t, x.name+" to reach "+y.name, propagation, 100*time.Millisecond, func() bool { return s.tp.Ping(x.ns, y.overlayIP) })
 	before := s.relayedBytes(x, y)
 	if !s.tp.Ping(x.ns, y.overlayIP) {
 		s.t.Fatalf("%s does not reach %s", x.name, y.name)
