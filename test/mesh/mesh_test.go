@@ -65,7 +65,7 @@ type stage struct {
 	hubPublicKey string
 	// backend is the overlay's VPN: the mesh's WireGuard, or OpenVPN's star.
 	backend vpn.Backend
-	nodes        map[string]*node
+	nodes   map[string]*node
 }
 
 func TestMeshOverlay(t *testing.T) {
