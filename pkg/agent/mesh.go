@@ -23,6 +23,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
 	"github.com/kubectl-stage/kubectl-stage/pkg/site"
+	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 )
 
 // Mesh keeps one WireGuard interface's peers as the enrolled nodes say:
@@ -46,6 +47,9 @@ type Mesh struct {
 
 	// refused is the last refusals logged, so each is logged once.
 	refused string
+	// star is the non-mesh backend last logged ("" while a mesh), so the
+	// idle line is logged once.
+	star vpn.Backend
 	// published is what the hub last published (nil: nothing yet).
 	published map[string]string
 }
@@ -119,6 +123,16 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 	if err != nil {
 		return err
 	}
+	if cfg.VPN != vpn.WireGuard {
+		// A star: the hub's VPN daemon routes every path, and the tunnel has
+		// no peers to keep. The conditions' loop still works on the device.
+		if cfg.VPN != m.star {
+			m.star = cfg.VPN
+			m.logf("the overlay uses %s, a star in which every path goes through the hub: no WireGuard peers to keep", cfg.VPN)
+		}
+		return nil
+	}
+	m.star = ""
 	hub, err := cfg.MeshHub()
 	if err != nil {
 		return err

@@ -94,7 +94,12 @@ func addressTable(table ipam.Allocations) *corev1.ConfigMap {
 
 // stagingConfigMap is a WireGuard staging configuration with the hub's key.
 func stagingConfigMap(t *testing.T, hubKey string) *corev1.ConfigMap {
-	cfg := site.Config{OverlayCIDR: "10.23.0.0/16", HubEndpoint: "198.18.0.1:51820", HubPublicKey: hubKey, VPN: vpn.WireGuard,
+	return backendConfigMap(t, vpn.WireGuard, hubKey)
+}
+
+// backendConfigMap is a staging configuration of the backend.
+func backendConfigMap(t *testing.T, backend vpn.Backend, hubKey string) *corev1.ConfigMap {
+	cfg := site.Config{OverlayCIDR: "10.23.0.0/16", HubEndpoint: "198.18.0.1:51820", HubPublicKey: hubKey, VPN: backend,
 		APIServerEndpoint: "10.23.0.1:6443", TokenTTL: site.Duration{Duration: time.Hour}, CredentialValidity: site.Duration{Duration: time.Hour}}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
@@ -185,6 +190,33 @@ func TestMeshFollowsTheRecords(t *testing.T) {
 	waitState("the forged record still changes nothing", map[string]string{hubKey: "10.23.0.0/16"})
 	if strings.Contains(log.String(), "private") {
 		t.Errorf("the log repeats the interface line of the dump:\n%s", log.String())
+	}
+}
+
+// TestMeshIdlesOnAStar: on an OpenVPN overlay the loop runs no wg command,
+// says so once, and returns no error, so the conditions' loop beside it
+// keeps running.
+func TestMeshIdlesOnAStar(t *testing.T) {
+	self := site.NodeRecord{Name: "a-1", Site: "a", OverlayIP: netip.MustParseAddr("10.23.0.2"), VPN: vpn.OpenVPN, EnrolledAt: time.Now().UTC()}
+	client := fake.NewSimpleClientset(backendConfigMap(t, vpn.OpenVPN, ""), record(t, self), addressTable(ipam.Allocations{self.OverlayIP: self.Name}))
+	var ran syncBuffer
+	var log syncBuffer
+	m := &Mesh{Client: client, Node: "a-1", Resync: time.Second, Log: &log, Applier: &mesh.Applier{Device: "stage0",
+		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
+			fmt.Fprintln(&ran, name, strings.Join(args, " "))
+			return nil, nil
+		}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		t.Fatalf("the loop on an OpenVPN overlay: %v", err)
+	}
+	if ran.String() != "" {
+		t.Errorf("the loop on an OpenVPN overlay ran:\n%s", ran.String())
+	}
+	const want = "the overlay uses openvpn, a star in which every path goes through the hub: no WireGuard peers to keep"
+	if got := log.String(); strings.Count(got, want) != 1 || strings.Count(got, "\n") != 1 {
+		t.Errorf("log after two resyncs:\n%s\nwant the one line %q", got, want)
 	}
 }
 

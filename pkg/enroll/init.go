@@ -164,13 +164,13 @@ func (e *Enroller) Init(ctx context.Context, o InitOptions) (*site.Config, error
 		return nil, err
 	}
 	e.step("staging configuration saved: overlay %s, %s hub %s, API server over the overlay %s", cfg.OverlayCIDR, cfg.VPN, cfg.HubEndpoint, cfg.APIServerEndpoint)
-	if backend == vpn.WireGuard {
-		created, err := e.Store.EnsureAgentAccess(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("letting the node agents read the records (role %s/%s): %w", api.SystemNamespace, api.AgentRoleName, err)
-		}
-		e.step("%s role %s/%s: every node's kubelet credentials may read this namespace's ConfigMaps (not its Secrets), for the node agent", createdOrKept(created), api.SystemNamespace, api.AgentRoleName)
+	// On either backend: the agents read the records and the network
+	// conditions (on OpenVPN they keep no peers, but shape and measure).
+	created, err = e.Store.EnsureAgentAccess(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("letting the node agents read the records (role %s/%s): %w", api.SystemNamespace, api.AgentRoleName, err)
 	}
+	e.step("%s role %s/%s: every node's kubelet credentials may read this namespace's ConfigMaps (not its Secrets), for the node agent", createdOrKept(created), api.SystemNamespace, api.AgentRoleName)
 	if _, err := e.Client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		e.step("warning: kube-public/cluster-info is missing, so kubeadm join cannot discover this cluster: run `kubeadm init phase bootstrap-token` on a control-plane node")
 	}

@@ -63,7 +63,9 @@ type stage struct {
 	hubIface     string
 	agentBin     string
 	hubPublicKey string
-	nodes        map[string]*node
+	// backend is the overlay's VPN: the mesh's WireGuard, or OpenVPN's star.
+	backend vpn.Backend
+	nodes   map[string]*node
 }
 
 func TestMeshOverlay(t *testing.T) {
@@ -328,7 +330,12 @@ func (s *stage) badInput(a, d *node) {
 	}
 }
 
-func setUp(t testing.TB) *stage {
+func setUp(t testing.TB) *stage { return setUpOverlay(t, vpn.WireGuard) }
+
+// setUpOverlay initializes a staging cluster on backend and enrolls a-1,
+// b-1 and c-1 at the first three sites; on WireGuard a-1 and b-1 declare
+// their exchange endpoints, while OpenVPN, a star, has none to declare.
+func setUpOverlay(t testing.TB, backend vpn.Backend) *stage {
 	cp := harness.StartForTest(t, harness.Options{ServingIPs: []net.IP{net.ParseIP(hubOverlay)}})
 	if err := cp.KubeadmBootstrap(context.Background()); err != nil {
 		t.Fatal(err)
@@ -341,7 +348,7 @@ func setUp(t testing.TB) *stage {
 	// requests a second would make them measure its throttling.
 	cfg.QPS, cfg.Burst = 100, 200
 	s := &stage{t: t, cp: cp, client: kubernetes.NewForConfigOrDie(cfg), tp: netns.New(t, 5), dir: t.TempDir(),
-		hubIface: ifaceName("h"), agentBin: harness.Build(t, "./cmd/kubectl-stage-agent"), nodes: map[string]*node{}}
+		hubIface: ifaceName("h"), agentBin: harness.Build(t, "./cmd/kubectl-stage-agent"), nodes: map[string]*node{}, backend: backend}
 	// Sites a, b, d (the later join) and e reach each other directly; c
 	// sits behind a NAT; e's public address is one only the hub sees (1:1
 	// NAT), so it joins with --endpoint auto.
@@ -351,9 +358,15 @@ func setUp(t testing.TB) *stage {
 	if err := s.tp.BehindNAT(s.tp.Sites[2]); err != nil {
 		t.Fatal(err)
 	}
-	s.stage("init", "--vpn", "wireguard", "--hub-endpoint", netns.HubAddress, "--pod-cidr", harness.PodCIDR, "--service-cidr", harness.ServiceCIDR)
-	s.join("a-1", s.tp.Sites[0], s.exchangeEndpoint(s.tp.Sites[0]))
-	s.join("b-1", s.tp.Sites[1], s.exchangeEndpoint(s.tp.Sites[1]))
+	s.stage("init", "--vpn", string(backend), "--hub-endpoint", netns.HubAddress, "--pod-cidr", harness.PodCIDR, "--service-cidr", harness.ServiceCIDR)
+	endpoint := func(ns string) string {
+		if backend != vpn.WireGuard {
+			return ""
+		}
+		return s.exchangeEndpoint(ns)
+	}
+	s.join("a-1", s.tp.Sites[0], endpoint(s.tp.Sites[0]))
+	s.join("b-1", s.tp.Sites[1], endpoint(s.tp.Sites[1]))
 	s.join("c-1", s.tp.Sites[2], "")
 	s.stage("hub-config", "--dir", filepath.Join(s.dir, "hub"))
 	return s

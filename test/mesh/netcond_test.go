@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
+	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 	"github.com/kubectl-stage/kubectl-stage/test/netns"
 )
@@ -28,23 +29,34 @@ import (
 // address in this test.
 const tcpPort = "7001"
 
-// TestNetworkConditions proves the network conditions end to end: the
-// agents at three sites apply what `kubectl stage net partition|heal|apply`
-// stores to their real WireGuard interfaces, which ping, TCP and iperf3
-// between the namespaces measure, and `net` reports what they applied and
-// measured; every rule is gone afterwards.
+// TestNetworkConditions proves the network conditions end to end, on
+// each backend: the agents at three sites apply what `kubectl stage net
+// partition|heal|apply` stores to their real tunnel devices (WireGuard
+// interfaces of the mesh; OpenVPN tun devices, a-1 and b-1 reaching each
+// other through the hub's openvpn), which ping, TCP and iperf3 between the
+// namespaces measure, and `net` reports what they applied and measured;
+// every rule is gone afterwards.
 func TestNetworkConditions(t *testing.T) {
 	netns.RequireRoot(t)
-	for _, bin := range []string{"wg", "wireguard-go", "iperf3", "nft", "tc", "ping"} {
+	for _, backend := range []vpn.Backend{vpn.WireGuard, vpn.OpenVPN} {
+		t.Run(string(backend), func(t *testing.T) { networkConditions(t, backend) })
+	}
+}
+
+func networkConditions(t *testing.T, backend vpn.Backend) {
+	needs := map[vpn.Backend][]string{vpn.WireGuard: {"wg", "wireguard-go"}, vpn.OpenVPN: {"openvpn"}}[backend]
+	for _, bin := range append(needs, "iperf3", "nft", "tc", "ping") {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s is not installed: run hack/install-deps.sh", bin)
 		}
 	}
 	// Registered first, so it runs after every other cleanup.
-	var agentBin string
-	t.Cleanup(func() { nothingLeft(t, agentBin) })
-	s := setUp(t)
-	agentBin = s.agentBin
+	var leftovers []string
+	t.Cleanup(func() { nothingLeft(t, leftovers...) })
+	s := setUpOverlay(t, backend)
+	// The agents (this test's build), and every daemon whose command line
+	// names this test's files: the bundles' openvpn, the hub's.
+	leftovers = []string{s.agentBin, s.dir + "/"}
 	a, b, c := s.nodes["a-1"], s.nodes["b-1"], s.nodes["c-1"]
 	all := []*node{a, b, c}
 	s.badConditions()
@@ -161,7 +173,14 @@ pairs:
 func (s *stage) startWithAgents(all []*node, crashed *node) {
 	t := s.t
 	a, b, c := all[0], all[1], all[2]
-	s.startHub()
+	mesh := s.backend == vpn.WireGuard
+	if mesh {
+		s.startHub()
+	} else {
+		logPath := filepath.Join(s.dir, "openvpn-hub.log")
+		harness.StartOpenVPNHub(t, s.tp.Hub, filepath.Join(s.dir, "hub"), logPath)
+		t.Cleanup(func() { s.logOnFailure("openvpn hub", logPath) })
+	}
 	for _, n := range all {
 		s.bundleUp(n)
 	}
@@ -170,12 +189,18 @@ func (s *stage) startWithAgents(all []*node, crashed *node) {
 	if crashed != nil {
 		s.leaveStaleRules(crashed)
 	}
-	s.startHubAgent()
+	if mesh {
+		s.startHubAgent()
+	}
 	for _, n := range all {
 		s.startNodeAgent(n)
 		s.acceptTCP(n)
 	}
-	s.waitPeers("the agents configure the mesh", map[*node][]*node{a: {b}, b: {a}, c: {}}, nil)
+	if mesh {
+		s.waitPeers("the agents configure the mesh", map[*node][]*node{a: {b}, b: {a}, c: {}}, nil)
+	} else {
+		s.waitLogged("the agents see the star", all, "the overlay uses openvpn, a star in which every path goes through the hub: no WireGuard peers to keep")
+	}
 	s.waitConditions("the agents start with no conditions", "", all)
 	if crashed != nil {
 		if rules := s.rules(crashed); rules != "" {
@@ -184,17 +209,18 @@ func (s *stage) startWithAgents(all []*node, crashed *node) {
 	}
 }
 
-// nothingLeft checks that no namespace of this test, no agent (this
-// test's build), no wireguard-go of its interfaces and no child process
-// still exists; the rules lived in the namespaces and were checked gone
-// before. Other tests on the machine are not looked at.
-func nothingLeft(t *testing.T, agentBin string) {
+// nothingLeft checks that no namespace of this test, no wireguard-go of
+// its interfaces, no child process and no process whose command line holds
+// one of patterns (this test's agent build, its directory) still exists;
+// the rules lived in the namespaces and were checked gone before. Other
+// tests on the machine are not looked at.
+func nothingLeft(t *testing.T, patterns ...string) {
 	if left, err := netns.Leftovers(); err != nil || len(left) > 0 {
 		t.Errorf("namespaces left: %v %v", left, err)
 	}
 	checks := [][]string{{"-af", "wireguard-go " + ifaceName("")}, {"-aP", strconv.Itoa(os.Getpid())}}
-	if agentBin != "" {
-		checks = append(checks, []string{"-af", agentBin})
+	for _, p := range patterns {
+		checks = append(checks, []string{"-af", p})
 	}
 	for _, args := range checks {
 		harness.WaitFor(t, fmt.Sprintf("no process left (pgrep %s)", strings.Join(args, " ")), 10*time.Second, 100*time.Millisecond, func() bool {
@@ -202,6 +228,19 @@ func nothingLeft(t *testing.T, agentBin string) {
 			return len(out) == 0
 		})
 	}
+}
+
+// waitLogged waits until every node's agent logged line.
+func (s *stage) waitLogged(what string, nodes []*node, line string) {
+	s.t.Helper()
+	harness.WaitFor(s.t, what, propagation, 100*time.Millisecond, func() bool {
+		for _, n := range nodes {
+			if log, _ := os.ReadFile(n.agentLog); !strings.Contains(string(log), line) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func header() string { return "apiVersion: " + netcond.APIVersion + "\nkind: " + netcond.Kind + "\n" }

@@ -90,13 +90,7 @@ func TestWireGuardOverlay(t *testing.T) {
 func startHub(t testing.TB, o *overlay, backend string) (apply func()) {
 	t.Helper()
 	if backend == "openvpn" {
-		hub, err := harness.StartDaemon("openvpn-hub", "ip",
-			[]string{"netns", "exec", o.tp.Hub, "openvpn", "--cd", o.hubDir, "--config", "server.conf"},
-			filepath.Join(t.TempDir(), "hub.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(hub.Stop)
+		harness.StartOpenVPNHub(t, o.tp.Hub, o.hubDir, filepath.Join(t.TempDir(), "hub.log"))
 		// OpenVPN rereads the CRL and client-config-dir on every new handshake.
 		return func() {}
 	}

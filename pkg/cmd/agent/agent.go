@@ -39,13 +39,17 @@ var agentLong = templates.LongDesc(`
 
 	On a node it also applies the network conditions stored by
 	` + "`kubectl stage net apply`" + ` (ConfigMap kubectl-stage-net-conditions) to the
-	interface, per remote site: loss and partitions with nftables (table
+	tunnel device, per remote site: loss and partitions with nftables (table
 	inet kubectl-stage-net), bandwidth and latency with tc (root qdisc
 	5354:), never touching traffic to or from the hub. It removes those
 	rules when it starts, when the conditions are cleared and when it stops.
 	It measures round trips to every other node with its own UDP echo
 	(port 51830 on the overlay) and publishes the figures and what it
-	applied in the annotation kubectl-stage.io/net-status of its Node.`)
+	applied in the annotation kubectl-stage.io/net-status of its Node.
+
+	On an OpenVPN overlay (a star: the hub's OpenVPN routes every path)
+	there are no peers to keep: the agent says so once, and only applies
+	and measures the network conditions on the tunnel device.`)
 
 // Options are the agent's flags.
 type Options struct {
@@ -73,7 +77,7 @@ func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
 		NetConditions: true, ProbeInterval: time.Second, ProbePeers: 10, PublishEvery: 5 * time.Second}
 	cmd := &cobra.Command{
 		Use:           "kubectl-stage-agent --node NAME | --hub",
-		Short:         "Keep this machine's WireGuard peers as the enrolled nodes say",
+		Short:         "Keep this machine's WireGuard peers as the enrolled nodes say, and apply and measure the network conditions",
 		Long:          agentLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -92,7 +96,7 @@ func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
 	flags.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file (the join bundle passes the kubelet's, /etc/kubernetes/kubelet.conf; in a pod: its service account)")
 	flags.StringVar(&o.Node, "node", o.Node, "the node this agent runs on (default $NODE_NAME)")
 	flags.BoolVar(&o.Hub, "hub", false, "keep the hub's interface: one peer per enrolled node")
-	flags.StringVar(&o.Interface, "interface", o.Interface, "the WireGuard interface")
+	flags.StringVar(&o.Interface, "interface", o.Interface, "the tunnel device (the bundle's; WireGuard or OpenVPN)")
 	flags.DurationVar(&o.Resync, "resync", o.Resync, "reconcile this often even without a change (repairs peers changed by hand)")
 	flags.DurationVar(&o.Observe, "observe", o.Observe, "with --hub: how often to read where each node's packets come from and publish the changes (nodes joined with --endpoint auto are reached there)")
 	flags.BoolVar(&o.NetConditions, "net-conditions", o.NetConditions, "on a node: apply the cluster's network conditions to the interface and measure round trips to the other nodes")
@@ -164,7 +168,9 @@ func (o *Options) Run(ctx context.Context) error {
 	if o.Hub {
 		who = "the hub"
 	}
-	fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: keeping the WireGuard peers of %s on %s\n", who, o.Interface)
+	// Whether there are WireGuard peers to keep, the staging configuration
+	// says: the mesh loop logs it once it has read it.
+	fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: %s on %s\n", who, o.Interface)
 	if o.Hub || !o.NetConditions {
 		return m.Run(ctx)
 	}
