@@ -86,10 +86,8 @@ type Node struct {
 	table  *membership.Table
 	client *http.Client
 	log    *slog.Logger
-	// asked is when SeedURL was last asked, joined whether a seed has
-	// answered (only the gossip loop uses them).
-	asked  time.Time
-	joined bool
+	// asked is when SeedURL was last asked (only the gossip loop uses it).
+	asked time.Time
 }
 
 // New creates the node; Serve runs it.
@@ -179,7 +177,7 @@ func (n *Node) ServeListener(ctx context.Context, ln net.Listener) error {
 }
 
 // gossip runs one round per interval: beat, exchange views with a few live
-// peers (and the seeds until one answers), suspect the silent.
+// peers (and the seeds until some peer is known), suspect the silent.
 func (n *Node) gossip(ctx context.Context) {
 	ticker := time.NewTicker(n.cfg.Interval)
 	defer ticker.Stop()
@@ -201,28 +199,13 @@ func (n *Node) round(ctx context.Context) {
 	for _, p := range peers[:min(n.cfg.Fanout, len(peers))] {
 		targets = append(targets, p.Addr)
 	}
-	// The seeds until one answered, even once other peers are known: a peer
-	// that reached this node first may itself not know the network yet, and
-	// the two would stay an island.
-	seeds := []string{}
-	if !n.joined || len(peers) == 0 {
-		seeds = append(seeds, n.cfg.Seeds...)
-	}
 	if len(peers) == 0 {
-		seeds = append(seeds, n.reseed(ctx)...)
-	}
-	for _, addr := range seeds {
-		if !slices.Contains(targets, addr) {
-			targets = append(targets, addr)
-		}
+		targets = append(targets, n.cfg.Seeds...)
+		targets = append(targets, n.reseed(ctx)...)
 	}
 	for _, addr := range targets {
-		err := n.exchange(ctx, addr)
-		if err != nil && ctx.Err() == nil {
+		if err := n.exchange(ctx, addr); err != nil && ctx.Err() == nil {
 			n.log.Debug("gossip failed", "peer", addr, "err", err)
-		}
-		if err == nil && slices.Contains(seeds, addr) {
-			n.joined = true
 		}
 	}
 	n.table.Suspect(5 * n.cfg.Interval)

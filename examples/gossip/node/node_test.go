@@ -60,9 +60,11 @@ func TestNodesFindEachOtherThroughSeeds(t *testing.T) {
 		ln := listen(t)
 		addr := ln.Addr().String()
 		cfg := Config{Name: fmt.Sprintf("gossip-%d", i), Site: site, Advertise: addr, Interval: 50 * time.Millisecond}
-		if i > 0 {
-			cfg.Seeds = addrs[i-1 : i]
-		}
+		// Every earlier node, as the webhook gives the ready peers: with
+		// only the previous one, two nodes that reach each other before
+		// either asks its seed would stay an island (a node asks its seeds
+		// only while it knows no live peer).
+		cfg.Seeds = slices.Clone(addrs)
 		addrs = append(addrs, addr)
 		go func() {
 			if err := New(cfg, log).ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
