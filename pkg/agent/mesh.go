@@ -13,12 +13,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/mesh"
@@ -30,6 +27,8 @@ import (
 // a node's interface (Node set) or the hub's (Hub set).
 type Mesh struct {
 	Client kubernetes.Interface
+	// Records is the process's watch of kubectl-stage's ConfigMaps.
+	Records *Records
 	// Node is the node this agent runs on; Hub makes it the hub's agent.
 	Node string
 	Hub  bool
@@ -64,57 +63,11 @@ func (m *Mesh) Run(ctx context.Context) error {
 		defer observeTicker.Stop()
 		observe = observeTicker.C
 	}
-	return watchRecords(ctx, m.Client, m.Resync, observe, func(lister corelisters.ConfigMapNamespaceLister) {
+	return m.Records.Follow(ctx, m.Resync, observe, func(lister corelisters.ConfigMapNamespaceLister) {
 		if err := m.reconcile(ctx, lister); err != nil {
 			m.logf("not reconciled (the interface keeps its peers; retrying on the next change or in %s): %v", m.Resync, err)
 		}
 	})
-}
-
-// watchRecords calls reconcile with the synced cache of kubectl-stage's
-// ConfigMaps on every change, every resync and every tick of also (nil:
-// none), until ctx ends.
-func watchRecords(ctx context.Context, client kubernetes.Interface, resync time.Duration, also <-chan time.Time, reconcile func(corelisters.ConfigMapNamespaceLister)) error {
-	factory := informers.NewSharedInformerFactoryWithOptions(client, resync,
-		informers.WithNamespace(api.SystemNamespace),
-		// The configuration and the records: ConfigMaps hold nothing secret,
-		// and the agent reads no Secret.
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = api.LabelManagedBy + "=" + api.LabelManagedByValue }))
-	configMaps := factory.Core().V1().ConfigMaps()
-	changed := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	if _, err := configMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
-	}); err != nil {
-		return err
-	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	// Never reconcile from an empty cache: it would remove every peer.
-	if !cache.WaitForCacheSync(ctx.Done(), configMaps.Informer().HasSynced) {
-		return fmt.Errorf("the informer did not sync: %w", context.Cause(ctx))
-	}
-	lister := configMaps.Lister().ConfigMaps(api.SystemNamespace)
-	ticker := time.NewTicker(resync)
-	defer ticker.Stop()
-	poke()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		case <-ticker.C:
-		case <-also:
-		}
-		reconcile(lister)
-	}
 }
 
 // reconcile computes the peer set from the cache and applies it.

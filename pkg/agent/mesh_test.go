@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
@@ -109,6 +110,18 @@ func backendConfigMap(t *testing.T, backend vpn.Backend, hubKey string) *corev1.
 		Labels: map[string]string{api.LabelManagedBy: api.LabelManagedByValue}}, Data: map[string]string{"config": string(cfgJSON)}}
 }
 
+// startRecords starts the process's watch for the test's duration.
+func startRecords(t *testing.T, client kubernetes.Interface) *Records {
+	ctx, cancel := context.WithCancel(context.Background())
+	records := NewRecords(client, time.Hour)
+	records.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		records.Shutdown()
+	})
+	return records
+}
+
 func key(t *testing.T) string {
 	k, err := vpn.NewWireGuardKey()
 	if err != nil {
@@ -128,7 +141,7 @@ func TestMeshFollowsTheRecords(t *testing.T) {
 	client := fake.NewSimpleClientset(stagingConfigMap(t, hubKey), record(t, self), addressTable(ipam.Allocations{self.OverlayIP: self.Name, other.OverlayIP: other.Name}))
 	wg := &fakeWG{peers: map[string]string{}}
 	var log syncBuffer
-	m := &Mesh{Client: client, Node: "a-1", Resync: time.Hour, Log: &log, Applier: &mesh.Applier{Device: "stage0", Run: wg.run}}
+	m := &Mesh{Client: client, Records: startRecords(t, client), Node: "a-1", Resync: time.Hour, Log: &log, Applier: &mesh.Applier{Device: "stage0", Run: wg.run}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -201,7 +214,7 @@ func TestMeshIdlesOnAStar(t *testing.T) {
 	client := fake.NewSimpleClientset(backendConfigMap(t, vpn.OpenVPN, ""), record(t, self), addressTable(ipam.Allocations{self.OverlayIP: self.Name}))
 	var ran syncBuffer
 	var log syncBuffer
-	m := &Mesh{Client: client, Node: "a-1", Resync: time.Second, Log: &log, Applier: &mesh.Applier{Device: "stage0",
+	m := &Mesh{Client: client, Records: startRecords(t, client), Node: "a-1", Resync: time.Second, Log: &log, Applier: &mesh.Applier{Device: "stage0",
 		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
 			fmt.Fprintln(&ran, name, strings.Join(args, " "))
 			return nil, nil

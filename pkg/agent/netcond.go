@@ -132,12 +132,16 @@ func (a *RuleApplier) Apply(ctx context.Context, cmds []netcond.Command) (change
 // overlay interface and publishes what it applies on its Node.
 type NetConditions struct {
 	Client kubernetes.Interface
-	Node   string
-	Rules  *RuleApplier
-	Resync time.Duration
-	Log    io.Writer
+	// Records is the process's watch of kubectl-stage's ConfigMaps.
+	Records *Records
+	Node    string
+	Rules   *RuleApplier
+	Resync  time.Duration
+	Log     io.Writer
 	// Prober measures the round trips to the other nodes; nil measures none.
 	Prober *Prober
+	// Identity names this agent in the status (netcond.Status.AppliedBy).
+	Identity string
 	// PublishEvery bounds how often the status is written while only
 	// measurements change.
 	PublishEvery time.Duration
@@ -164,6 +168,11 @@ func (n *NetConditions) Run(ctx context.Context) error {
 		return fmt.Errorf("network conditions on %s: %w", n.Rules.Device, err)
 	}
 	n.netem, n.netemReason = netem, reason
+	// A loop that runs again after a handover publishes afresh: the other
+	// agent wrote the Node meanwhile.
+	n.mu.Lock()
+	n.published, n.status.AppliedBy = "", n.Identity
+	n.mu.Unlock()
 	if !netem {
 		n.logf("latency and jitter cannot be applied on this node: %s", reason)
 	}
@@ -196,7 +205,7 @@ func (n *NetConditions) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	return watchRecords(ctx, n.Client, n.Resync, nil, func(lister corelisters.ConfigMapNamespaceLister) {
+	return n.Records.Follow(ctx, n.Resync, nil, func(lister corelisters.ConfigMapNamespaceLister) {
 		err := n.reconcile(ctx, lister)
 		msg := ""
 		if err != nil {

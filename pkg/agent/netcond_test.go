@@ -137,7 +137,7 @@ func TestNetConditionsFollowsTheCluster(t *testing.T) {
 	client := fake.NewSimpleClientset(stagingConfigMap(t, key(t)), record(t, a), record(t, b), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a-1"}})
 	host := &fakeHost{fail: map[string]string{"nft delete": "No such file or directory", "tc qdisc del": "Invalid handle", "tc qdisc add dev kstg-netem0": "Error: Specified qdisc kind is unknown."}}
 	var log syncBuffer
-	n := &NetConditions{Client: client, Node: "a-1", Rules: &RuleApplier{Device: "wg0", Run: host.run}, Resync: time.Hour, PublishEvery: time.Second, Log: &log}
+	n := &NetConditions{Client: client, Records: startRecords(t, client), Node: "a-1", Rules: &RuleApplier{Device: "wg0", Run: host.run}, Resync: time.Hour, PublishEvery: time.Second, Log: &log}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()

@@ -11,6 +11,10 @@ import (
 // site, those it could not apply and why, and what it measured.
 type Status struct {
 	Site string `json:"site"`
+	// AppliedBy is the agent that applies the rules on the node: its pod
+	// (NAMESPACE/NAME) when the chart's DaemonSet runs it, or the join
+	// bundle's process.
+	AppliedBy string `json:"appliedBy,omitempty"`
 	// ConditionsVersion is the resourceVersion of the conditions ConfigMap
 	// the rules were made from ("" when none is stored).
 	ConditionsVersion string `json:"conditionsVersion,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +50,14 @@ var agentLong = templates.LongDesc(`
 
 	On an OpenVPN overlay (a star: the hub's OpenVPN routes every path)
 	there are no peers to keep: the agent says so once, and only applies
-	and measures the network conditions on the tunnel device.`)
+	and measures the network conditions on the tunnel device.
+
+	One agent per machine applies the network conditions. The Helm chart's
+	DaemonSet (netAgent.enabled) runs agents with --mesh=false
+	--net-conditions-priority=preferred; the join bundle's agent hands the
+	conditions over to such a pod while it runs on the machine, and takes
+	them back when it stops (file locks in --lock-dir, which the pod mounts
+	from the host).`)
 
 // Options are the agent's flags.
 type Options struct {
@@ -66,15 +74,27 @@ type Options struct {
 	PublishEvery  time.Duration
 	// MetricsAddr serves the figures per site pair for Prometheus; "" is off.
 	MetricsAddr string
+	// Mesh keeps the WireGuard peers (off in the chart's agent pods).
+	Mesh bool
+	// Priority and LockDir decide which agent of the machine applies the
+	// network conditions.
+	Priority agent.Priority
+	LockDir  string
 
 	client kubernetes.Interface
 	genericiooptions.IOStreams
 }
 
+// NewOptions are the agent's defaults: on a node, both the mesh and the
+// network conditions, yielding the latter to an agent pod.
+func NewOptions(streams genericiooptions.IOStreams) *Options {
+	return &Options{IOStreams: streams, Interface: vpn.InterfaceName, Resync: 30 * time.Second, Observe: 2 * time.Second, Node: os.Getenv("NODE_NAME"),
+		NetConditions: true, Mesh: true, Priority: agent.Fallback, LockDir: "/run/kubectl-stage", ProbeInterval: time.Second, ProbePeers: 10, PublishEvery: 5 * time.Second}
+}
+
 // NewCmdAgent returns the agent's root command.
 func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{IOStreams: streams, Interface: vpn.InterfaceName, Resync: 30 * time.Second, Observe: 2 * time.Second, Node: os.Getenv("NODE_NAME"),
-		NetConditions: true, ProbeInterval: time.Second, ProbePeers: 10, PublishEvery: 5 * time.Second}
+	o := NewOptions(streams)
 	cmd := &cobra.Command{
 		Use:           "kubectl-stage-agent --node NAME | --hub",
 		Short:         "Keep this machine's WireGuard peers as the enrolled nodes say, and apply and measure the network conditions",
@@ -104,6 +124,9 @@ func NewCmdAgent(streams genericiooptions.IOStreams) *cobra.Command {
 	flags.IntVar(&o.ProbePeers, "probe-peers", o.ProbePeers, "probe at most this many nodes per round (round robin over all of them): probes per second = probe-peers / probe-interval")
 	flags.DurationVar(&o.PublishEvery, "publish-every", o.PublishEvery, "write the measured figures on the Node at most this often")
 	flags.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve the measured figures per site pair as Prometheus metrics at HOST:PORT/metrics (off by default)")
+	flags.BoolVar(&o.Mesh, "mesh", o.Mesh, "keep this machine's WireGuard peers (the join bundle's agent does; the chart's agent pods run with --mesh=false)")
+	flags.StringVar((*string)(&o.Priority), "net-conditions-priority", string(o.Priority), "which of the machine's agents applies the network conditions: fallback (the join bundle's) yields to preferred (the chart's agent pod) while one runs")
+	flags.StringVar(&o.LockDir, "lock-dir", o.LockDir, "the directory on this machine where its agents agree which applies the network conditions (the agent pod mounts it from the host)")
 	return cmd
 }
 
@@ -143,8 +166,17 @@ func (o *Options) Validate() error {
 	if o.Hub && o.Observe < 500*time.Millisecond {
 		return fmt.Errorf("--observe %s: at least 500ms (each look runs wg show)", o.Observe)
 	}
+	if !o.Mesh && (o.Hub || !o.NetConditions) {
+		return errors.New("--mesh=false leaves nothing to do: on a node keep --net-conditions, and the hub's agent always keeps its mesh")
+	}
 	if o.Hub || !o.NetConditions {
 		return nil
+	}
+	if o.Priority != agent.Fallback && o.Priority != agent.Preferred {
+		return fmt.Errorf("--net-conditions-priority %q: use %s (the join bundle's agent) or %s (the chart's agent pod)", o.Priority, agent.Fallback, agent.Preferred)
+	}
+	if !filepath.IsAbs(o.LockDir) {
+		return fmt.Errorf("--lock-dir %q: give an absolute path that every agent on this machine sees, such as /run/kubectl-stage", o.LockDir)
 	}
 	if o.ProbeInterval < 100*time.Millisecond || o.ProbePeers < 1 || o.ProbePeers > 100 {
 		return fmt.Errorf("--probe-interval %s, --probe-peers %d: at least 100ms and between 1 and 100 peers (the probes must stay a low rate)", o.ProbeInterval, o.ProbePeers)
@@ -162,8 +194,14 @@ func (o *Options) Validate() error {
 
 // Run reconciles until the process is stopped.
 func (o *Options) Run(ctx context.Context) error {
-	m := &agent.Mesh{Client: o.client, Node: o.Node, Hub: o.Hub, Resync: o.Resync, Observe: o.Observe, Log: o.ErrOut,
-		Applier: &mesh.Applier{Device: o.Interface}}
+	ctx, cancel := context.WithCancel(ctx)
+	// One watch for every loop; it stops with ctx, before Shutdown waits.
+	records := agent.NewRecords(o.client, o.Resync)
+	records.Start(ctx)
+	defer func() {
+		cancel()
+		records.Shutdown()
+	}()
 	who := "node " + o.Node
 	if o.Hub {
 		who = "the hub"
@@ -171,28 +209,48 @@ func (o *Options) Run(ctx context.Context) error {
 	// Whether there are WireGuard peers to keep, the staging configuration
 	// says: the mesh loop logs it once it has read it.
 	fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: %s on %s\n", who, o.Interface)
-	if o.Hub || !o.NetConditions {
-		return m.Run(ctx)
+	var loops []func(context.Context) error
+	if o.Mesh {
+		m := &agent.Mesh{Client: o.client, Records: records, Node: o.Node, Hub: o.Hub, Resync: o.Resync, Observe: o.Observe, Log: o.ErrOut,
+			Applier: &mesh.Applier{Device: o.Interface}}
+		loops = append(loops, m.Run)
 	}
-	n := &agent.NetConditions{Client: o.client, Node: o.Node, Resync: o.Resync, Log: o.ErrOut, PublishEvery: o.PublishEvery,
-		Rules:  &agent.RuleApplier{Device: o.Interface},
-		Prober: &agent.Prober{Interval: o.ProbeInterval, PerRound: o.ProbePeers, Window: 30, Timeout: 2 * time.Second}}
-	// Both run until the process is stopped; the first error stops both,
-	// and the conditions' loop removes its rules on the way out.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if o.MetricsAddr != "" {
-		if err := serveMetrics(ctx, o.MetricsAddr, n); err != nil {
-			return err
+	if !o.Hub && o.NetConditions {
+		n := &agent.NetConditions{Client: o.client, Records: records, Node: o.Node, Resync: o.Resync, Log: o.ErrOut, PublishEvery: o.PublishEvery,
+			Identity: identity(),
+			Rules:    &agent.RuleApplier{Device: o.Interface},
+			Prober:   &agent.Prober{Interval: o.ProbeInterval, PerRound: o.ProbePeers, Window: 30, Timeout: 2 * time.Second}}
+		if o.MetricsAddr != "" {
+			if err := serveMetrics(ctx, o.MetricsAddr, n); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: metrics at http://%s/metrics\n", o.MetricsAddr)
 		}
-		fmt.Fprintf(o.ErrOut, "kubectl-stage-agent: metrics at http://%s/metrics\n", o.MetricsAddr)
+		handover := &agent.Handover{Dir: o.LockDir, Priority: o.Priority, Poll: time.Second, Log: o.ErrOut}
+		loops = append(loops, func(ctx context.Context) error { return handover.Run(ctx, n.Run) })
 	}
-	errs := make(chan error, 2)
-	go func() { errs <- m.Run(ctx) }()
-	go func() { errs <- n.Run(ctx) }()
-	first := <-errs
+	// The loops run until the process is stopped; the first error stops
+	// them all, and the conditions' loop removes its rules on the way out.
+	errs := make(chan error, len(loops))
+	for _, loop := range loops {
+		go func() { errs <- loop(ctx) }()
+	}
+	all := []error{<-errs}
 	cancel()
-	return errors.Join(first, <-errs)
+	for range loops[1:] {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// identity names this agent in the status it publishes: its pod when the
+// chart's DaemonSet runs it (the downward API sets POD_NAMESPACE and
+// POD_NAME), otherwise its process.
+func identity() string {
+	if name := os.Getenv("POD_NAME"); name != "" {
+		return "pod " + os.Getenv("POD_NAMESPACE") + "/" + name
+	}
+	return fmt.Sprintf("process %d", os.Getpid())
 }
 
 // serveMetrics serves the collector's metrics at addr/metrics until ctx ends.

@@ -6,31 +6,41 @@ import (
 	"time"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-stage/kubectl-stage/pkg/agent"
 )
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name    string
-		o       Options
+		set     func(*Options)
 		wantErr string
 	}{
-		{"node", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Second}, ""},
-		{"hub", Options{Hub: true, Interface: "stage0", Resync: time.Second, Observe: 2 * time.Second}, ""},
-		{"hub observing too often", Options{Hub: true, Interface: "stage0", Resync: time.Second, Observe: 100 * time.Millisecond}, "--observe 100ms: at least 500ms"},
-		{"no node", Options{Interface: "stage0", Resync: time.Second}, "--node NAME"},
-		{"bad node", Options{Node: "Tokyo_1", Interface: "stage0", Resync: time.Second}, `--node: invalid node name "Tokyo_1"`},
-		{"interface with a space", Options{Node: "tokyo-1", Interface: "stage 0", Resync: time.Second}, `--interface: interface name "stage 0": only letters`},
-		{"interface too long", Options{Node: "tokyo-1", Interface: "a-very-long-interface", Resync: time.Second}, "want 1-15 characters"},
-		{"net conditions", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Second, NetConditions: true, ProbeInterval: time.Second, ProbePeers: 10, PublishEvery: 5 * time.Second}, ""},
-		{"probes too fast", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Second, NetConditions: true, ProbeInterval: time.Millisecond, ProbePeers: 10, PublishEvery: 5 * time.Second}, "--probe-interval 1ms, --probe-peers 10: at least 100ms"},
-		{"too many peers per round", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Second, NetConditions: true, ProbeInterval: time.Second, ProbePeers: 1000, PublishEvery: 5 * time.Second}, "between 1 and 100 peers"},
-		{"publishing too often", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Second, NetConditions: true, ProbeInterval: time.Second, ProbePeers: 10, PublishEvery: time.Millisecond}, "--publish-every 1ms: at least 1s"},
-		{"metrics address without port", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Second, NetConditions: true, ProbeInterval: time.Second, ProbePeers: 10, PublishEvery: 5 * time.Second, MetricsAddr: "127.0.0.1"}, `--metrics-addr "127.0.0.1" is not HOST:PORT`},
-		{"resync too short", Options{Node: "tokyo-1", Interface: "stage0", Resync: time.Millisecond}, "--resync 1ms: at least 1s"},
+		{"node", func(o *Options) { o.Node = "tokyo-1" }, ""},
+		{"hub", func(o *Options) { o.Hub, o.Node = true, "" }, ""},
+		{"hub observing too often", func(o *Options) { o.Hub, o.Node, o.Observe = true, "", 100*time.Millisecond }, "--observe 100ms: at least 500ms"},
+		{"hub without its mesh", func(o *Options) { o.Hub, o.Node, o.Mesh = true, "", false }, "--mesh=false leaves nothing to do"},
+		{"no node", func(o *Options) { o.Node = "" }, "--node NAME"},
+		{"bad node", func(o *Options) { o.Node = "Tokyo_1" }, `--node: invalid node name "Tokyo_1"`},
+		{"interface with a space", func(o *Options) { o.Interface = "stage 0" }, `--interface: interface name "stage 0": only letters`},
+		{"interface too long", func(o *Options) { o.Interface = "a-very-long-interface" }, "want 1-15 characters"},
+		{"mesh only", func(o *Options) { o.NetConditions = false }, ""},
+		{"conditions only, preferred (the chart's pod)", func(o *Options) { o.Mesh, o.Priority = false, agent.Preferred }, ""},
+		{"nothing to do", func(o *Options) { o.Mesh, o.NetConditions = false, false }, "--mesh=false leaves nothing to do: on a node keep --net-conditions"},
+		{"unknown priority", func(o *Options) { o.Priority = "high" }, `--net-conditions-priority "high": use fallback (the join bundle's agent) or preferred (the chart's agent pod)`},
+		{"relative lock directory", func(o *Options) { o.LockDir = "run" }, `--lock-dir "run": give an absolute path`},
+		{"probes too fast", func(o *Options) { o.ProbeInterval = time.Millisecond }, "--probe-interval 1ms, --probe-peers 10: at least 100ms"},
+		{"too many peers per round", func(o *Options) { o.ProbePeers = 1000 }, "between 1 and 100 peers"},
+		{"publishing too often", func(o *Options) { o.PublishEvery = time.Millisecond }, "--publish-every 1ms: at least 1s"},
+		{"metrics address without port", func(o *Options) { o.MetricsAddr = "127.0.0.1" }, `--metrics-addr "127.0.0.1" is not HOST:PORT`},
+		{"resync too short", func(o *Options) { o.Resync = time.Millisecond }, "--resync 1ms: at least 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.o.Validate()
+			o := NewOptions(genericiooptions.NewTestIOStreamsDiscard())
+			o.Node = "tokyo-1"
+			tt.set(o)
+			err := o.Validate()
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
