@@ -1,6 +1,7 @@
 // Command image builds the project's container images without a container
 // engine: static Go binaries (CGO_ENABLED=0, -trimpath) in single-layer OCI
-// images, written as OCI image-layout tarballs that `ctr images import`
+// images (the node agent's also carries this machine's ip, nft and tc with
+// their libraries), written as OCI image-layout tarballs that `ctr images import`
 // reads, reproducibly (two builds of one tree give the same digests). With
 // -push REGISTRY it uploads those tarballs instead.
 //
@@ -32,6 +33,9 @@ type image struct {
 	tag, user string
 	// ldflags are added to -s -w.
 	ldflags string
+	// hostTools are programs of this machine the binary runs, carried with
+	// their libraries (ociimage.HostExecutables).
+	hostTools []string
 }
 
 func main() {
@@ -84,6 +88,9 @@ func images(root, webhookLDFlags string) (registry string, _ []image, _ error) {
 		{name: "pause", pkg: "./hack/image/pause", tag: chart.AppVersion, user: "65535:65535"},
 		// The in-cluster rollout runner (the chart's rolloutController).
 		{name: "stage-rollout-controller", pkg: "./cmd/stage-rollout-controller", tag: chart.AppVersion, user: "65532:65532", ldflags: webhookLDFlags},
+		// The node agent of the chart's DaemonSet (netAgent): it shapes the
+		// overlay device with nft, tc and ip, as root with only NET_ADMIN.
+		{name: "kubectl-stage-agent", pkg: "./cmd/kubectl-stage-agent", tag: chart.AppVersion, user: "0:0", ldflags: webhookLDFlags, hostTools: []string{"ip", "nft", "tc"}},
 	}, nil
 }
 
@@ -110,7 +117,13 @@ func buildAll(root, out, webhookLDFlags string) ([]built, error) {
 			return nil, fmt.Errorf("go build %s: %v\n%s", img.pkg, err, out)
 		}
 		ref := registry + "/" + img.name + ":" + img.tag
-		oci, err := ociimage.Build(ociimage.Spec{Ref: ref, Binary: binary, User: img.user})
+		var hostFiles []string
+		if len(img.hostTools) > 0 {
+			if hostFiles, err = ociimage.HostExecutables(img.hostTools...); err != nil {
+				return nil, fmt.Errorf("%s: %w", ref, err)
+			}
+		}
+		oci, err := ociimage.Build(ociimage.Spec{Ref: ref, Binary: binary, User: img.user, HostFiles: hostFiles})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ref, err)
 		}

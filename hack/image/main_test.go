@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -29,8 +32,8 @@ func TestImagesAreReproducibleAndPushable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(first) != 5 || len(second) != 5 {
-		t.Fatalf("built %d and %d images, want 5 each", len(first), len(second))
+	if len(first) != 6 || len(second) != 6 {
+		t.Fatalf("built %d and %d images, want 6 each", len(first), len(second))
 	}
 	for i := range first {
 		a, b := first[i], second[i]
@@ -44,7 +47,7 @@ func TestImagesAreReproducibleAndPushable(t *testing.T) {
 		}
 		t.Logf("%s %s (%d bytes)", a.ref, a.digest, len(da))
 	}
-	wantRefs := []string{"ghcr.io/kubectl-stage/stage-webhook:v0.1.0", "ghcr.io/kubectl-stage/gossip:v1", "ghcr.io/kubectl-stage/gossip:v2", "ghcr.io/kubectl-stage/pause:v0.1.0", "ghcr.io/kubectl-stage/stage-rollout-controller:v0.1.0"}
+	wantRefs := []string{"ghcr.io/kubectl-stage/stage-webhook:v0.1.0", "ghcr.io/kubectl-stage/gossip:v1", "ghcr.io/kubectl-stage/gossip:v2", "ghcr.io/kubectl-stage/pause:v0.1.0", "ghcr.io/kubectl-stage/stage-rollout-controller:v0.1.0", "ghcr.io/kubectl-stage/kubectl-stage-agent:v0.1.0"}
 	for i, want := range wantRefs {
 		if first[i].ref != want {
 			t.Errorf("image %d is %s, want %s", i, first[i].ref, want)
@@ -68,6 +71,8 @@ func TestImagesAreReproducibleAndPushable(t *testing.T) {
 	if cfg, err := controller[0].Image.ConfigFile(); err != nil || cfg.Config.Entrypoint[0] != "/stage-rollout-controller" {
 		t.Errorf("rollout controller image: %v, entrypoint %v", err, cfg.Config.Entrypoint)
 	}
+
+	checkAgentImage(t, first[5].file)
 
 	// go-containerregistry's registry, in memory on loopback.
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
@@ -98,4 +103,56 @@ func TestImagesAreReproducibleAndPushable(t *testing.T) {
 			t.Errorf("%s has digest %s in the registry, built %s", ref, desc.Digest, b.digest)
 		}
 	}
+}
+
+// checkAgentImage: the node agent's image runs as root, and its nft, tc and
+// ip run from the image's own files alone (chroot into its unpacked layer).
+func checkAgentImage(t *testing.T, file string) {
+	t.Helper()
+	imgs, err := ociimage.ReadLayoutTar(file, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := imgs[0].Image.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Config.User != "0:0" || cfg.Config.Entrypoint[0] != "/kubectl-stage-agent" || !slices.Equal(cfg.Config.Env, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin:/"}) {
+		t.Errorf("agent image runs %v as %q with %v", cfg.Config.Entrypoint, cfg.Config.User, cfg.Config.Env)
+	}
+	if os.Geteuid() != 0 {
+		t.Log("not root: the agent image's tools are not run (chroot needs root)")
+		return
+	}
+	rootfs := t.TempDir()
+	layers, err := imgs[0].Image.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("agent image layers: %d, %v", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	untar := exec.Command("tar", "-x", "-C", rootfs)
+	untar.Stdin = rc
+	if out, err := untar.CombinedOutput(); err != nil {
+		t.Fatalf("unpacking the agent image: %v\n%s", err, out)
+	}
+	for _, tool := range [][]string{{"nft", "--version"}, {"tc", "-V"}, {"ip", "-V"}, {"kubectl-stage-agent", "--help"}} {
+		cmd := exec.Command("chroot", append([]string{rootfs, lookIn(rootfs, tool[0])}, tool[1:]...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s in the agent image: %v\n%s", strings.Join(tool, " "), err, out)
+		}
+	}
+}
+
+// lookIn is where the image's PATH finds name.
+func lookIn(rootfs, name string) string {
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/"} {
+		if _, err := os.Stat(filepath.Join(rootfs, dir, name)); err == nil {
+			return filepath.Join(dir, name)
+		}
+	}
+	return name
 }

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -50,7 +52,14 @@ type Spec struct {
 	User string
 	// Args are the entrypoint's default arguments (the image's Cmd).
 	Args []string
+	// HostFiles are files of this machine copied into the image at the same
+	// absolute paths, their content read through symbolic links: the tools
+	// a binary runs and the libraries they load (see HostExecutables).
+	HostFiles []string
 }
+
+// hostToolsPath is the image's PATH when it carries host tools.
+const hostToolsPath = "/usr/sbin:/usr/bin:/sbin:/bin:/"
 
 // Build assembles the image described by spec.
 func Build(spec Spec) (v1.Image, error) {
@@ -62,7 +71,16 @@ func Build(spec Spec) (v1.Image, error) {
 		return nil, err
 	}
 	entrypoint := "/" + filepath.Base(spec.Binary)
-	layerTar, err := singleFileTar(entrypoint, binary)
+	files := map[string][]byte{entrypoint: binary}
+	for _, path := range spec.HostFiles {
+		if !filepath.IsAbs(path) {
+			return nil, fmt.Errorf("host file %q: give an absolute path", path)
+		}
+		if files[path], err = os.ReadFile(path); err != nil {
+			return nil, err
+		}
+	}
+	layerTar, err := filesTar(files)
 	if err != nil {
 		return nil, err
 	}
@@ -87,28 +105,89 @@ func Build(spec Spec) (v1.Image, error) {
 	cfg.Config.Cmd = spec.Args
 	cfg.Config.User = spec.User
 	cfg.Config.Env = []string{"PATH=/"}
+	if len(spec.HostFiles) > 0 {
+		cfg.Config.Env = []string{"PATH=" + hostToolsPath}
+	}
 	cfg.History = []v1.History{{Created: v1.Time{Time: Epoch}, CreatedBy: "kubectl-stage hack/image: " + entrypoint}}
 	return mutate.ConfigFile(img, cfg)
 }
 
-// singleFileTar is a layer holding one executable file at the root.
-func singleFileTar(file string, content []byte) ([]byte, error) {
+// filesTar is a layer holding files (absolute path to content), with their
+// parent directories, in name order: the same files give the same bytes.
+func filesTar(files map[string][]byte) ([]byte, error) {
+	dirs := map[string]bool{}
+	var names []string
+	for name := range files {
+		names = append(names, name)
+		for dir := path.Dir(name); dir != "/"; dir = path.Dir(dir) {
+			dirs[dir] = true
+		}
+	}
+	for dir := range dirs {
+		names = append(names, dir+"/")
+	}
+	sort.Strings(names)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	hdr := &tar.Header{
-		Typeflag: tar.TypeReg, Name: strings.TrimPrefix(file, "/"), Mode: 0o755, Size: int64(len(content)),
-		ModTime: Epoch, Format: tar.FormatPAX,
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(content); err != nil {
-		return nil, err
+	for _, name := range names {
+		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(name, "/"), Mode: 0o755, ModTime: Epoch, Format: tar.FormatPAX}
+		content, isFile := files[name]
+		if isFile {
+			hdr.Typeflag, hdr.Size = tar.TypeReg, int64(len(content))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(content); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// HostExecutables are the files that let this machine's programs names (as
+// found in PATH) run in an image: each program at the path it was found at,
+// and every shared library it loads and the dynamic loader, as the loader
+// resolves them (ldd). The image then carries the same builds of the tools
+// as the machine that made it.
+func HostExecutables(names ...string) ([]string, error) {
+	seen := map[string]bool{}
+	var files []string
+	add := func(path string) {
+		if !seen[path] {
+			seen[path] = true
+			files = append(files, path)
+		}
+	}
+	for _, name := range names {
+		program, err := exec.LookPath(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s, which the image carries, is not installed here: %w (install it, e.g. ./hack/install-deps.sh)", name, err)
+		}
+		add(program)
+		out, err := exec.Command("ldd", program).Output()
+		if err != nil {
+			return nil, fmt.Errorf("ldd %s: %w", program, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", or the
+			// loader "/lib64/ld-linux-x86-64.so.2 (0x...)"; the vDSO has no file.
+			fields := strings.Fields(line)
+			switch {
+			case len(fields) >= 3 && fields[1] == "=>" && filepath.IsAbs(fields[2]):
+				add(fields[2])
+			case len(fields) >= 1 && filepath.IsAbs(fields[0]):
+				add(fields[0])
+			case len(fields) >= 3 && fields[1] == "=>":
+				return nil, fmt.Errorf("ldd %s: %s", program, strings.TrimSpace(line))
+			}
+		}
+	}
+	sort.Strings(files)
+	return files, nil
 }
 
 // WriteLayoutTar writes img, named ref, as an OCI image-layout tarball
