@@ -244,7 +244,9 @@ func TestChartSeeds(t *testing.T) {
 func TestChartAppliesToAPIServer(t *testing.T) {
 	ctx := context.Background()
 	cp := harness.StartForTest(t, harness.Options{})
-	manifest, objs := render(t)
+	// With the opt-in node agent too: the API server validates its
+	// DaemonSet and RBAC as well.
+	manifest, objs := render(t, "netAgent.enabled=true")
 	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -422,6 +424,10 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"webhook.onViewError=maybe", "at '/webhook/onViewError': value must be one of 'deny', 'warn'"},
 		{"seeds.port=8081", "health.port and seeds.port are both 8081: give each endpoint its own port"},
 		{"seeds.url=http://10.23.0.1:8082/seeds", "at '/seeds/url': 'http://10.23.0.1:8082/seeds' does not match pattern"},
+		{"netAgent.enabled=true,hostNetwork=true,netAgent.metricsPort=8081", "health.port and netAgent.metricsPort are both 8081: give each endpoint its own port"},
+		{"netAgent.probePeers=0", "at '/netAgent/probePeers': minimum: got 0, want 1"},
+		{"netAgent.interface=stage 0", "at '/netAgent/interface': 'stage 0' does not match pattern"},
+		{"netAgent.probeInterval=1sec", "at '/netAgent/probeInterval': '1sec' does not match pattern"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			out, err := exec.Command(tools.Helm, "template", "stage", chartDir, "--set", tc.set).CombinedOutput()
@@ -487,5 +493,62 @@ func TestChartRolloutController(t *testing.T) {
 	binding := convert[rbacv1.ClusterRoleBinding](t, on["ClusterRoleBinding/stage-kubectl-stage-rollout"])
 	if binding.RoleRef.Name != role.Name || binding.Subjects[0].Name != "stage-kubectl-stage-rollout" || on["ServiceAccount/stage-kubectl-stage-rollout"] == nil {
 		t.Errorf("binding %+v", binding)
+	}
+}
+
+// The node agent's DaemonSet is opt-in; on, it runs on enrolled nodes only,
+// on their network, as root with NET_ADMIN as its only capability, hands
+// nothing to the mesh, and may read ConfigMaps of the staging namespace and
+// patch Nodes, nothing else.
+func TestChartNetAgent(t *testing.T) {
+	_, off := render(t)
+	for key := range off {
+		if strings.Contains(key, "net-agent") {
+			t.Errorf("the node agent is opt-in, but the defaults render %s", key)
+		}
+	}
+	const name = "stage-kubectl-stage-net-agent"
+	_, on := render(t, "netAgent.enabled=true", "k8sServiceHost=10.23.0.1", "netAgent.probePeers=20")
+	ds := convert[appsv1.DaemonSet](t, on["DaemonSet/"+name])
+	pod := ds.Spec.Template.Spec
+	c := pod.Containers[0]
+	wantArgs := []string{"--node=$(NODE_NAME)", "--mesh=false", "--net-conditions-priority=preferred", "--lock-dir=/run/kubectl-stage",
+		"--interface=stage0", "--probe-interval=1s", "--probe-peers=20", "--publish-every=5s", "--metrics-addr=$(POD_IP):9101"}
+	if c.Image != "ghcr.io/kubectl-stage/kubectl-stage-agent:v0.1.0" || !slices.Equal(c.Args, wantArgs) {
+		t.Errorf("agent container: image %s args %q, want args %q", c.Image, c.Args, wantArgs)
+	}
+	sc := c.SecurityContext
+	if !pod.HostNetwork || pod.ServiceAccountName != name || sc == nil || *sc.RunAsUser != 0 || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem ||
+		fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" || fmt.Sprint(sc.Capabilities.Add) != "[NET_ADMIN]" || sc.Privileged != nil {
+		t.Errorf("agent pod: hostNetwork %v serviceAccount %s securityContext %+v", pod.HostNetwork, pod.ServiceAccountName, sc)
+	}
+	terms := pod.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	if len(terms) != 1 || fmt.Sprint(terms[0].MatchExpressions) != "[{kubectl-stage.io/site Exists []}]" ||
+		len(pod.Tolerations) != 1 || pod.Tolerations[0].Operator != corev1.TolerationOpExists {
+		t.Errorf("agent placement: affinity %+v tolerations %+v", terms, pod.Tolerations)
+	}
+	if v := pod.Volumes[0].HostPath; v == nil || v.Path != "/run/kubectl-stage" || c.VolumeMounts[0].MountPath != "/run/kubectl-stage" {
+		t.Errorf("the lock directory: volumes %+v mounts %+v", pod.Volumes, c.VolumeMounts)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+		if e.ValueFrom != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if env["NODE_NAME"] != "spec.nodeName" || env["POD_IP"] != "status.podIP" || env["POD_NAME"] != "metadata.name" || env["KUBERNETES_SERVICE_HOST"] != "10.23.0.1" {
+		t.Errorf("agent env %v", env)
+	}
+	role := convert[rbacv1.Role](t, on["Role/"+name])
+	cluster := convert[rbacv1.ClusterRole](t, on["ClusterRole/"+name])
+	if role.Namespace != "kubectl-stage-system" || fmt.Sprint(role.Rules) != fmt.Sprint([]rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}}) ||
+		fmt.Sprint(cluster.Rules) != fmt.Sprint([]rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"patch"}}}) {
+		t.Errorf("agent permissions: Role %s/%s %+v, ClusterRole %+v", role.Namespace, role.Name, role.Rules, cluster.Rules)
+	}
+	for _, key := range []string{"RoleBinding/" + name, "ClusterRoleBinding/" + name, "ServiceAccount/" + name} {
+		if on[key] == nil {
+			t.Errorf("%s is not rendered", key)
+		}
 	}
 }

@@ -31,7 +31,7 @@ var PrivateDirs = []string{
 	"/etc/kubernetes", "/etc/kubectl-stage", "/etc/cni/net.d",
 	"/var/lib/kubelet", "/var/lib/containerd", "/var/lib/cni",
 	"/var/log/pods", "/var/log/containers",
-	"/run/containerd", "/run/netns",
+	"/run/containerd", "/run/netns", "/run/kubectl-stage",
 }
 
 // Config describes a machine.

@@ -79,6 +79,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $ports := dict -}}
 {{- $named := dict "webhook.port" .Values.webhook.port "metrics.port" .Values.metrics.port "health.port" .Values.health.port -}}
 {{- if .Values.seeds.enabled -}}{{- $_ := set $named "seeds.port" .Values.seeds.port -}}{{- end -}}
+{{- /* The agent pods serve their metrics on the nodes' network, as webhook pods do with hostNetwork. */ -}}
+{{- if and .Values.netAgent.enabled .Values.hostNetwork -}}{{- $_ := set $named "netAgent.metricsPort" .Values.netAgent.metricsPort -}}{{- end -}}
 {{- range $name, $port := $named -}}
 {{- $key := toString $port -}}
 {{- if hasKey $ports $key -}}
@@ -98,4 +100,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* The URL peers reach the seed endpoint at: seeds.url, or the seeds Service. */}}
 {{- define "kubectl-stage.seedURL" -}}
 {{- .Values.seeds.url | default (printf "http://%s.%s.svc:%v" (include "kubectl-stage.seedsName" .) .Release.Namespace .Values.seeds.port) | trimSuffix "/" -}}
+{{- end -}}
+
+{{- define "kubectl-stage.netAgentSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubectl-stage.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: net-agent
+{{- end -}}
+
+{{- define "kubectl-stage.netAgentLabels" -}}
+{{ include "kubectl-stage.netAgentSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
