@@ -78,16 +78,20 @@ type Binaries struct {
 	Gossip string
 	// Images holds make image's OCI tarballs.
 	Images string
+	// Agent is the node agent the join bundle starts (STAGE_AGENT).
+	Agent string
 }
 
 // Build builds the binaries and images into dir (the stage binary is
 // KUBECTL_STAGE_BIN when set, an older build to show a test fails on it).
 func Build(ctx context.Context, dir string) (Binaries, error) {
-	b := Binaries{Stage: os.Getenv("KUBECTL_STAGE_BIN"), Pause: filepath.Join(dir, "pause"), Gossip: filepath.Join(dir, "gossip"), Images: filepath.Join(dir, "images")}
+	b := Binaries{Stage: os.Getenv("KUBECTL_STAGE_BIN"), Pause: filepath.Join(dir, "pause"), Gossip: filepath.Join(dir, "gossip"), Images: filepath.Join(dir, "images"),
+		Agent: filepath.Join(dir, "kubectl-stage-agent")}
 	builds := [][]string{
 		{"run", "./hack/image", "-out", b.Images},
 		{"build", "-o", b.Pause, "./hack/image/pause"},
 		{"build", "-o", b.Gossip, "./examples/gossip"},
+		{"build", "-o", b.Agent, "./cmd/kubectl-stage-agent"},
 	}
 	if b.Stage == "" {
 		b.Stage = filepath.Join(dir, "kubectl-stage")
@@ -353,17 +357,29 @@ func (c *Cluster) RunBundle(ctx context.Context, n *Node, env []string, args ...
 // webhook runs as pods from its image on the nodes, on their network, and
 // talks to the API server at the hub's overlay address, since the sites run
 // no kube-proxy.
-func (c *Cluster) InstallChart(ctx context.Context) (string, error) {
+func (c *Cluster) InstallChart(ctx context.Context, set ...string) (string, error) {
 	args := []string{"install", harness.ChartRelease, filepath.Join(harness.RepoRoot(), "charts", "kubectl-stage"),
 		"--namespace", api.SystemNamespace, "--create-namespace", "--wait", "--timeout", "3m",
 		"--set", "hostNetwork=true", "--set", "k8sServiceHost=" + HubOverlay, "--set", "k8sServicePort=" + APIServerPort}
+	return c.helm(ctx, append(args, set...)...)
+}
+
+// UpgradeChart changes the installed release's values (`helm upgrade
+// --reuse-values --wait`).
+func (c *Cluster) UpgradeChart(ctx context.Context, set ...string) (string, error) {
+	return c.helm(ctx, append([]string{"upgrade", harness.ChartRelease, filepath.Join(harness.RepoRoot(), "charts", "kubectl-stage"),
+		"--namespace", api.SystemNamespace, "--reuse-values", "--wait", "--timeout", "3m"}, set...)...)
+}
+
+// helm runs helm against the cluster, with its own home.
+func (c *Cluster) helm(ctx context.Context, args ...string) (string, error) {
 	c.step("helm %s", strings.Join(args, " "))
 	helmHome := filepath.Join(c.Dir, "helm")
 	cmd := exec.CommandContext(ctx, c.CP.Tools.Helm, append(args, "--kubeconfig", c.CP.Kubeconfig)...)
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+helmHome+"/cache", "HELM_CONFIG_HOME="+helmHome+"/config", "HELM_DATA_HOME="+helmHome+"/data")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("helm install: %v\n%s", err, out)
+		return string(out), fmt.Errorf("helm %s: %v\n%s", args[0], err, out)
 	}
 	return string(out), nil
 }
@@ -459,7 +475,8 @@ func (c *Cluster) Diagnose(ctx context.Context) string {
 		if n.Machine == nil {
 			continue
 		}
-		for _, log := range []string{n.Machine.Path("/etc/kubectl-stage/kubelet.log"), filepath.Join(n.Machine.Dir, "logs", "containerd.log"), n.Machine.Path("/etc/kubectl-stage/openvpn.log")} {
+		for _, log := range []string{n.Machine.Path("/etc/kubectl-stage/kubelet.log"), filepath.Join(n.Machine.Dir, "logs", "containerd.log"), n.Machine.Path("/etc/kubectl-stage/openvpn.log"),
+			n.Machine.Path("/etc/kubectl-stage/agent.log")} {
 			fmt.Fprintf(&b, "==> %s: %s\n%s\n", n.Name, filepath.Base(log), Tail(log, 25))
 		}
 	}

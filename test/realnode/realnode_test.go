@@ -122,6 +122,7 @@ func TestRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkWebhookPods(t, ctx, c)
+	checkNetAgent(t, ctx, c)
 
 	c.step("kubectl apply -f examples/gossip/manifests/gossip.yaml")
 	if _, err := c.Kubectl(ctx, "apply", "-f", filepath.Join(harness.RepoRoot(), "examples", "gossip", "manifests", "gossip.yaml")); err != nil {
