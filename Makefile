@@ -50,7 +50,7 @@ build: ## Build kubectl-stage, the webhook, the node agent, the rollout controll
 IMAGES_DIR ?= $(BIN_DIR)/images
 
 .PHONY: image
-image: ## Build the webhook, gossip (v1, v2) and pause images as reproducible OCI tarballs into $(IMAGES_DIR), without Docker
+image: ## Build the webhook, rollout controller, node agent, gossip (v1, v2) and pause images as reproducible OCI tarballs into $(IMAGES_DIR), without Docker
 	$(GO) run ./hack/image -out $(IMAGES_DIR) -webhook-ldflags "$(LDFLAGS)"
 
 .PHONY: image-push
