@@ -63,8 +63,6 @@ func checkNetAgent(t *testing.T, ctx context.Context, c *Cluster) {
 		})
 		t.Logf("%s: applied by %s; measured %+v", n.Name, st.AppliedBy, st.Peers)
 	}
-	// comm is cut to 15 characters; the second node runs only the pod's agent.
-	t.Logf("%s: the agent pod's resident memory: %d KiB", second.Name, second.Machine.ProcessMemory("kubectl-stage-a")>>10)
 	if log := Tail(first.Machine.Path("/etc/kubectl-stage/agent.log"), 20); !strings.Contains(log, "network conditions handed over to the agent pod on this machine") {
 		t.Errorf("the bundle's agent on %s does not say it handed over; its log:\n%s", first.Name, log)
 	}
