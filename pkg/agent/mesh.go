@@ -123,7 +123,7 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 			m.logf("refusing node %s", r)
 		}
 	}
-	changes, err := m.Applier.Apply(ctx, plan.Peers)
+	changes, live, err := m.Applier.Apply(ctx, plan.Peers)
 	if err != nil {
 		return err
 	}
@@ -131,18 +131,19 @@ func (m *Mesh) reconcile(ctx context.Context, lister corelisters.ConfigMapNamesp
 		m.logf("%s", c)
 	}
 	if m.Hub {
-		return m.publishObservations(ctx, c)
+		return m.publishObservations(ctx, c, live)
 	}
 	return nil
 }
 
 // publishObservations publishes where the hub sees each node's packets come
-// from, when that changed: one write per change, not per look.
-func (m *Mesh) publishObservations(ctx context.Context, c mesh.Cluster) error {
-	live, err := m.Applier.Live(ctx)
-	if err != nil {
-		return err
-	}
+// from (live, the dump Apply read), when that changed: one write per
+// change, not per look. The dump from before Apply's changes shows every
+// accepted node's endpoint as a second read would: the hub's peers declare
+// no endpoint (mesh.HubPeers), so a change never sets one; an added peer
+// has none until its packets come, and a removed peer is no accepted
+// node's.
+func (m *Mesh) publishObservations(ctx context.Context, c mesh.Cluster, live []mesh.LivePeer) error {
 	observed := mesh.Observations(c, live)
 	if m.published != nil && maps.Equal(observed, m.published) {
 		return nil

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -15,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/ipam"
@@ -27,7 +31,11 @@ import (
 type fakeWG struct {
 	mu    sync.Mutex
 	peers map[string]string // key -> allowed-ips
-	sets  []string
+	// learned are the endpoints WireGuard saw packets come from, by key.
+	learned map[string]string
+	sets    []string
+	// dumps counts the `wg show` runs.
+	dumps int
 }
 
 func (f *fakeWG) run(_ context.Context, name string, args ...string) ([]byte, error) {
@@ -37,10 +45,12 @@ func (f *fakeWG) run(_ context.Context, name string, args ...string) ([]byte, er
 		return nil, fmt.Errorf("unexpected command %s", name)
 	}
 	if args[0] == "show" {
+		f.dumps++
 		var b strings.Builder
 		b.WriteString("private\tpublic\t51821\toff\n")
 		for key, allowed := range f.peers {
-			fmt.Fprintf(&b, "%s\t(none)\t(none)\t%s\t0\t0\t0\toff\n", key, allowed)
+			endpoint := cmp.Or(f.learned[key], "(none)")
+			fmt.Fprintf(&b, "%s\t(none)\t%s\t%s\t0\t0\t0\toff\n", key, endpoint, allowed)
 		}
 		return []byte(b.String()), nil
 	}
@@ -203,6 +213,56 @@ func TestMeshFollowsTheRecords(t *testing.T) {
 	waitState("the forged record still changes nothing", map[string]string{hubKey: "10.23.0.0/16"})
 	if strings.Contains(log.String(), "private") {
 		t.Errorf("the log repeats the interface line of the dump:\n%s", log.String())
+	}
+}
+
+// The hub reads its interface once per reconcile: the dump Apply reads
+// for its changes is the one the observed endpoints are published from,
+// both when the reconcile changes peers and when it changes nothing.
+func TestHubReadsTheInterfaceOncePerReconcile(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	roaming := site.NodeRecord{Name: "a-1", Site: "a", OverlayIP: netip.MustParseAddr("10.23.0.2"), VPN: vpn.WireGuard, WireGuardPublicKey: key(t), Endpoint: mesh.EndpointAuto, EnrolledAt: now}
+	joining := site.NodeRecord{Name: "b-1", Site: "b", OverlayIP: netip.MustParseAddr("10.23.0.3"), VPN: vpn.WireGuard, WireGuardPublicKey: key(t), Endpoint: "198.18.200.2:51821", EnrolledAt: now}
+	objects := []*corev1.ConfigMap{stagingConfigMap(t, key(t)), record(t, roaming), record(t, joining),
+		addressTable(ipam.Allocations{roaming.OverlayIP: roaming.Name, joining.OverlayIP: joining.Name})}
+	records := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	for _, cm := range objects {
+		if err := records.Add(cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lister := corelisters.NewConfigMapLister(records).ConfigMaps(api.SystemNamespace)
+	// a-1 is a peer already, its packets seen from behind a NAT; b-1 just joined.
+	wg := &fakeWG{peers: map[string]string{roaming.WireGuardPublicKey: "10.23.0.2/32"},
+		learned: map[string]string{roaming.WireGuardPublicKey: "203.0.113.7:40001"}}
+	client := fake.NewClientset()
+	m := &Mesh{Client: client, Hub: true, Applier: &mesh.Applier{Device: "stage0", Run: wg.run}}
+
+	for _, tc := range []struct {
+		what string
+		sets int
+	}{
+		{"the reconcile adding b-1", 1},
+		{"a reconcile changing nothing", 1},
+	} {
+		before := wg.dumps
+		if err := m.reconcile(ctx, lister); err != nil {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		if dumps := wg.dumps - before; dumps != 1 {
+			t.Errorf("%s ran wg show %d times, want once", tc.what, dumps)
+		}
+		if len(wg.sets) != tc.sets {
+			t.Errorf("after %s: wg set ran %d times, want %d: %q", tc.what, len(wg.sets), tc.sets, wg.sets)
+		}
+		cm, err := client.CoreV1().ConfigMaps(api.SystemNamespace).Get(ctx, api.ObservedEndpointsName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("after %s: %v", tc.what, err)
+		}
+		if want := map[string]string{"a-1": "203.0.113.7:40001"}; !maps.Equal(cm.Data, want) {
+			t.Errorf("after %s: published %v, want %v", tc.what, cm.Data, want)
+		}
 	}
 }
 

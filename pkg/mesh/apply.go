@@ -199,20 +199,22 @@ func (a *Applier) Live(ctx context.Context) ([]LivePeer, error) {
 }
 
 // Apply changes the interface to the desired peers and returns what it
-// changed; when the interface is already as desired it runs nothing else.
-func (a *Applier) Apply(ctx context.Context, desired []Peer) ([]Change, error) {
-	live, err := a.Live(ctx)
+// changed, and the live peers it read before changing them (one dump per
+// call, for a caller that also wants to see the interface); when the
+// interface is already as desired it runs nothing else.
+func (a *Applier) Apply(ctx context.Context, desired []Peer) (changes []Change, live []LivePeer, err error) {
+	live, err = a.Live(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	changes := Diff(desired, live)
+	changes = Diff(desired, live)
 	if len(changes) == 0 {
-		return nil, nil
+		return nil, live, nil
 	}
 	if _, err := a.run(ctx, "wg", SetArgs(a.Device, changes)...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return changes, nil
+	return changes, live, nil
 }
 
 func (a *Applier) run(ctx context.Context, name string, args ...string) ([]byte, error) {

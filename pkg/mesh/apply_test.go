@@ -113,13 +113,17 @@ func TestApplierApply(t *testing.T) {
 		}
 		return nil, nil
 	}}
-	changes, err := a.Apply(context.Background(), []Peer{hubPeer(), host(b, b.Endpoint)})
+	changes, live, err := a.Apply(context.Background(), []Peer{hubPeer(), host(b, b.Endpoint)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := [][]string{{"wg", "show", "stage0", "dump"}, {"wg", "set", "stage0", "peer", keyC, "remove"}}
 	if !reflect.DeepEqual(ran, want) || len(changes) != 1 {
 		t.Errorf("ran %q (changes %v), want %q", ran, changes, want)
+	}
+	// The one dump it read is returned, so that a caller need not read again.
+	if parsed, err := ParseDump(dump); err != nil || !reflect.DeepEqual(live, parsed) {
+		t.Errorf("Apply returned the live peers %+v, want the dump it read %+v (%v)", live, parsed, err)
 	}
 	for _, args := range ran {
 		if strings.Contains(strings.Join(args, " "), "PRIVATEKEYPLACEHOLDER") {
@@ -130,7 +134,7 @@ func TestApplierApply(t *testing.T) {
 	failing := &Applier{Device: "stage0", Run: func(context.Context, string, ...string) ([]byte, error) {
 		return nil, errors.New("Unable to access interface: No such device")
 	}}
-	if _, err := failing.Apply(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "No such device") {
+	if _, _, err := failing.Apply(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "No such device") {
 		t.Errorf("a missing interface: %v", err)
 	}
 }

@@ -43,6 +43,9 @@ type Runner struct {
 
 	// leases remembers the lease records this replica has seen, so that a
 	// holder's lease expires by this replica's clock (runlease.Observed).
+	// Each look at a held lease forgets the leases not looked at lately
+	// (rollouts that ended or whose workload is gone), so it holds about
+	// the rollouts this replica waits on, not every rollout it ever saw.
 	leases runlease.Observed
 	// ctx is the manager's: runs outlive the reconcile that started them.
 	ctx     context.Context

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -107,7 +108,10 @@ func recordOf(lease *coordinationv1.Lease) record {
 }
 
 // Observed is one runner's memory of the lease records it has seen and
-// when, on its own clock. It is safe for concurrent use.
+// when, on its own clock. It is safe for concurrent use. It holds only the
+// leases this runner looked at lately (see forgotten): a controller that
+// sees many rollouts over its life does not keep one entry per rollout
+// forever.
 type Observed struct {
 	mu   sync.Mutex
 	seen map[string]observation
@@ -115,23 +119,56 @@ type Observed struct {
 
 type observation struct {
 	record record
-	at     time.Time
+	// at is when this runner first saw record, unchanged since.
+	at time.Time
+	// looked is when this runner last looked at the lease.
+	looked time.Time
+	// lasts is how long the record says the lease lasts without renewal.
+	lasts time.Duration
 }
 
-// since records that key's record is r as of now, and returns when this
-// runner first saw r unchanged, and whether r replaced a different record
-// it had seen before.
-func (o *Observed) since(key string, r record, now time.Time) (time.Time, bool) {
+// forgotten reports whether an observation is no longer worth keeping at
+// now: the lease was not looked at for twice the duration it declares and
+// a minute more.
+//
+// Forgetting is always safe: a record seen again after it is forgotten
+// counts from then, so a takeover can only come later, never earlier. It
+// costs a whole duration, though, if the runner still waits on the lease.
+// A runner that waits looks again when the lease would expire (the
+// controller requeues the rollout then, a second after), so within the
+// declared duration of its last look; the minute covers its work queue.
+// What is not looked at for longer is a rollout this runner no longer
+// waits on: it ended, its workload is gone, or another runner finished it.
+//
+// It must count from the last look, not from when the record was first
+// seen: a record unchanged for long is exactly what proves its holder
+// dead; forgetting it by that age would restart the count at every look,
+// and a dead holder's rollout would never be taken over.
+func (o observation) forgotten(now time.Time) bool {
+	return now.Sub(o.looked) > 2*o.lasts+time.Minute
+}
+
+// since records that key's record is r, declaring that it lasts lasts, as
+// of now, and returns when this runner first saw r unchanged, and whether
+// r replaced a different record it had seen before. It forgets the other
+// leases not looked at lately.
+func (o *Observed) since(key string, r record, lasts time.Duration, now time.Time) (time.Time, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.seen == nil {
 		o.seen = map[string]observation{}
 	}
+	// key itself is kept however long ago it was looked at: an unchanged
+	// record (its resourceVersion too) proves no renewal since it was first
+	// seen, gaps included.
+	maps.DeleteFunc(o.seen, func(other string, seen observation) bool { return other != key && seen.forgotten(now) })
 	prev, ok := o.seen[key]
 	if ok && prev.record == r {
+		prev.looked, prev.lasts = now, lasts
+		o.seen[key] = prev
 		return prev.at, false
 	}
-	o.seen[key] = observation{record: r, at: now}
+	o.seen[key] = observation{record: r, at: now, looked: now, lasts: lasts}
 	return now, ok
 }
 
@@ -204,9 +241,9 @@ func (l *Lease) try(ctx context.Context, observed *Observed) (*Held, error) {
 			return err
 		}
 		if holder := heldBy(current); holder != "" && holder != l.Identity {
-			now := l.Now()
-			first, changed := observed.since(key, recordOf(current), now)
-			if until := first.Add(declared(current, l.Duration)); now.Before(until) {
+			now, lasts := l.Now(), declared(current, l.Duration)
+			first, changed := observed.since(key, recordOf(current), lasts, now)
+			if until := first.Add(lasts); now.Before(until) {
 				return &HeldError{Namespace: l.Namespace, Lease: l.Name, Holder: holder, Until: until, changed: changed}
 			}
 		}

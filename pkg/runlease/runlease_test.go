@@ -3,6 +3,7 @@ package runlease
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -124,19 +125,25 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
-// holdLease makes the fake cluster's lease held by holder, renewed at
+// holdLease makes the fake cluster's lease "l" held by holder, renewed at
 // renewed by the holder's clock, declaring 15s.
 func holdLease(t *testing.T, client *fake.Clientset, holder string, renewed time.Time) {
+	t.Helper()
+	holdNamedLease(t, client, "l", holder, renewed)
+}
+
+// holdNamedLease is holdLease for the lease name.
+func holdNamedLease(t *testing.T, client *fake.Clientset, name, holder string, renewed time.Time) {
 	t.Helper()
 	ctx := context.Background()
 	seconds := int32(15)
 	at := metav1.NewMicroTime(renewed)
 	lease := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: "l", Namespace: "p2p"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "p2p"},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &at, LeaseDurationSeconds: &seconds},
 	}
 	leases := client.CoordinationV1().Leases("p2p")
-	if _, err := leases.Get(ctx, "l", metav1.GetOptions{}); err == nil {
+	if _, err := leases.Get(ctx, name, metav1.GetOptions{}); err == nil {
 		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -242,4 +249,87 @@ func TestAcquireWithoutMemoryWatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// An observation is forgotten only when its lease was not looked at for
+// twice the duration it declares and a minute, however long ago its record
+// was first seen.
+func TestObservationForgotten(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		at        time.Time
+		looked    time.Time
+		lasts     time.Duration
+		forgotten bool
+	}{
+		{"looked at now", now, now, 15 * time.Second, false},
+		{"looked at when the lease would expire, as a waiting runner does", now.Add(-16 * time.Second), now.Add(-16 * time.Second), 15 * time.Second, false},
+		{"unchanged for an hour, looked at a lease ago: the proof of a dead holder", now.Add(-time.Hour), now.Add(-15 * time.Second), 15 * time.Second, false},
+		{"not looked at for exactly the limit", now.Add(-90 * time.Second), now.Add(-90 * time.Second), 15 * time.Second, false},
+		{"not looked at for just over the limit", now.Add(-90*time.Second - time.Nanosecond), now.Add(-90*time.Second - time.Nanosecond), 15 * time.Second, true},
+		{"a long lease is kept longer", now.Add(-2 * time.Hour), now.Add(-2 * time.Hour), time.Hour, false},
+		{"a long lease, past its limit", now.Add(-3 * time.Hour), now.Add(-2*time.Hour - time.Minute - time.Second), time.Hour, true},
+		{"a lease declaring 0s, after a minute", now.Add(-time.Hour), now.Add(-time.Minute - time.Second), 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := observation{at: tt.at, looked: tt.looked, lasts: tt.lasts}
+			if got := o.forgotten(now); got != tt.forgotten {
+				t.Errorf("forgotten = %v, want %v", got, tt.forgotten)
+			}
+		})
+	}
+}
+
+// A controller's memory keeps the leases it waits on and forgets the ones
+// it no longer looks at: "done"'s rollout ended (its runner never looked
+// again), while "dead"'s holder died and the runner waits on it, then
+// takes it over 15s after first seeing it, as if nothing were forgotten.
+func TestObservedForgetsLeasesNoLongerLookedAt(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	client := fake.NewClientset()
+	clock := &fakeClock{now: start}
+	memory := &Observed{}
+	lease := func(name string) *Lease {
+		return &Lease{Client: client, Namespace: "p2p", Name: name, Identity: "controller B", Duration: 15 * time.Second, Now: clock.Now, Observed: memory}
+	}
+	refused := func(name string) {
+		t.Helper()
+		var held *HeldError
+		if _, _, err := lease(name).Acquire(ctx); !errors.As(err, &held) {
+			t.Fatalf("%s at +%s: %v, want refused", name, clock.Now().Sub(start), err)
+		}
+	}
+	remembered := func() []string {
+		memory.mu.Lock()
+		defer memory.mu.Unlock()
+		return slices.Sorted(maps.Keys(memory.seen))
+	}
+
+	holdNamedLease(t, client, "done", "cli A", start)
+	refused("done")
+	// "dead" is first seen 80s later; its holder never renews.
+	clock.advance(80 * time.Second)
+	holdNamedLease(t, client, "dead", "cli C", clock.Now())
+	refused("dead")
+	if got := remembered(); !slices.Equal(got, []string{"p2p/dead", "p2p/done"}) {
+		t.Fatalf("remembered %v at +80s", got)
+	}
+	// Looked at again 14s later, when "done" was last looked at 94s ago:
+	// "done" is forgotten, "dead" still refused (first seen 14s ago).
+	clock.advance(14 * time.Second)
+	refused("dead")
+	if got := remembered(); !slices.Equal(got, []string{"p2p/dead"}) {
+		t.Errorf("remembered %v at +94s, want only p2p/dead", got)
+	}
+	clock.advance(time.Second)
+	_, held, err := lease("dead").Acquire(ctx)
+	if err != nil {
+		t.Fatalf("taking over dead's lease 15s after first seeing it: %v", err)
+	}
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -7,9 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/pki"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
@@ -29,45 +26,7 @@ import (
 
 const namespace = "kubectl-stage-system"
 
-var chartDir = filepath.Join(harness.RepoRoot(), "charts", "kubectl-stage")
-
-func helm(t *testing.T, args ...string) string {
-	t.Helper()
-	tools, err := harness.FindTools()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(tools.Helm, args...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// render runs `helm template` and returns the objects by "Kind/name".
-func render(t *testing.T, set ...string) (string, map[string]*unstructured.Unstructured) {
-	t.Helper()
-	args := []string{"template", "stage", chartDir, "--namespace", namespace}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	manifest := helm(t, args...)
-	objects := map[string]*unstructured.Unstructured{}
-	decoder := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := decoder.Decode(&u.Object); err != nil {
-			break
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		objects[u.GetKind()+"/"+u.GetName()] = u
-	}
-	return manifest, objects
-}
+var chartDir = harness.ChartDir()
 
 func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
 	t.Helper()
@@ -82,14 +41,14 @@ func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
 }
 
 func TestChartLints(t *testing.T) {
-	out := helm(t, "lint", "--strict", chartDir)
+	out := harness.Helm(t, "lint", "--strict", chartDir)
 	if !strings.Contains(out, "0 chart(s) failed") {
 		t.Errorf("helm lint:\n%s", out)
 	}
 }
 
 func TestChartDefaults(t *testing.T) {
-	_, objs := render(t)
+	_, objs := harness.RenderChart(t, namespace)
 	for _, key := range []string{"ServiceAccount/stage-kubectl-stage-webhook", "ClusterRole/stage-kubectl-stage-webhook", "ClusterRoleBinding/stage-kubectl-stage-webhook",
 		"Service/stage-kubectl-stage-webhook", "Deployment/stage-kubectl-stage-webhook", "PodDisruptionBudget/stage-kubectl-stage-webhook",
 		"Secret/stage-kubectl-stage-webhook-tls", "MutatingWebhookConfiguration/stage-kubectl-stage"} {
@@ -150,11 +109,11 @@ func TestChartDefaults(t *testing.T) {
 }
 
 func TestChartOptions(t *testing.T) {
-	_, single := render(t, "replicaCount=1")
+	_, single := harness.RenderChart(t, namespace, "replicaCount=1")
 	if single["PodDisruptionBudget/stage-kubectl-stage-webhook"] != nil {
 		t.Error("a PodDisruptionBudget with a single replica would block every drain")
 	}
-	_, cm := render(t, "certificates.certManager.enabled=true")
+	_, cm := harness.RenderChart(t, namespace, "certificates.certManager.enabled=true")
 	if cm["Secret/stage-kubectl-stage-webhook-tls"] != nil || cm["Certificate/stage-kubectl-stage-webhook"] == nil || cm["Issuer/stage-kubectl-stage-webhook-ca"] == nil {
 		t.Error("cert-manager mode renders the wrong certificate objects")
 	}
@@ -164,7 +123,7 @@ func TestChartOptions(t *testing.T) {
 
 	// Served from outside the cluster: the hooks call the URL, whose host
 	// the certificate covers, and nothing is deployed in the cluster.
-	_, ext := render(t, "webhook.url=https://127.0.0.1:9443")
+	_, ext := harness.RenderChart(t, namespace, "webhook.url=https://127.0.0.1:9443")
 	for _, kind := range []string{"Deployment", "Service", "PodDisruptionBudget"} {
 		if ext[kind+"/stage-kubectl-stage-webhook"] != nil {
 			t.Errorf("url mode renders a %s", kind)
@@ -191,13 +150,13 @@ func TestChartOptions(t *testing.T) {
 
 	// A cluster without a pod network or kube-proxy at the sites: the
 	// webhook on the node's network, talking to the API server directly.
-	_, direct := render(t, "hostNetwork=true", "k8sServiceHost=10.23.0.1")
+	_, direct := harness.RenderChart(t, namespace, "hostNetwork=true", "k8sServiceHost=10.23.0.1")
 	pod := convert[appsv1.Deployment](t, direct["Deployment/stage-kubectl-stage-webhook"]).Spec.Template.Spec
 	wantEnv := []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.23.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
 	if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet || !slices.Equal(pod.Containers[0].Env, wantEnv) {
 		t.Errorf("hostNetwork %v, dnsPolicy %s, env %+v; want true, ClusterFirstWithHostNet, %+v", pod.HostNetwork, pod.DNSPolicy, pod.Containers[0].Env, wantEnv)
 	}
-	_, usual := render(t)
+	_, usual := harness.RenderChart(t, namespace)
 	pod = convert[appsv1.Deployment](t, usual["Deployment/stage-kubectl-stage-webhook"]).Spec.Template.Spec
 	if pod.HostNetwork || pod.DNSPolicy != "" || pod.Containers[0].Env != nil {
 		t.Errorf("by default the webhook uses the pod network and the kubernetes Service: hostNetwork %v, dnsPolicy %q, env %+v", pod.HostNetwork, pod.DNSPolicy, pod.Containers[0].Env)
@@ -210,7 +169,7 @@ func TestChartSeeds(t *testing.T) {
 	args := func(objs map[string]*unstructured.Unstructured) []string {
 		return convert[appsv1.Deployment](t, objs["Deployment/stage-kubectl-stage-webhook"]).Spec.Template.Spec.Containers[0].Args
 	}
-	_, objs := render(t)
+	_, objs := harness.RenderChart(t, namespace)
 	svc := convert[corev1.Service](t, objs["Service/stage-kubectl-stage-seeds"])
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8082 || svc.Spec.Ports[0].TargetPort.String() != "seeds" || svc.Spec.Selector["app.kubernetes.io/component"] != "webhook" {
 		t.Errorf("seeds Service: %+v", svc.Spec)
@@ -226,13 +185,13 @@ func TestChartSeeds(t *testing.T) {
 			t.Error("the seed endpoint is on the webhook's Service, which the API server calls")
 		}
 	}
-	_, own := render(t, "seeds.url=http://10.23.0.1:8082/", "webhook.onViewError=warn")
+	_, own := harness.RenderChart(t, namespace, "seeds.url=http://10.23.0.1:8082/", "webhook.onViewError=warn")
 	for _, want := range []string{"--seed-url=http://10.23.0.1:8082", "--on-view-error=warn"} {
 		if !slices.Contains(args(own), want) {
 			t.Errorf("webhook args %v lack %s", args(own), want)
 		}
 	}
-	_, off := render(t, "seeds.enabled=false")
+	_, off := harness.RenderChart(t, namespace, "seeds.enabled=false")
 	if off["Service/stage-kubectl-stage-seeds"] != nil || !slices.Contains(args(off), "--seeds-bind-address=0") ||
 		slices.ContainsFunc(args(off), func(a string) bool { return strings.HasPrefix(a, "--seed-url") }) {
 		t.Errorf("seeds off: Service rendered %v, args %v", off["Service/stage-kubectl-stage-seeds"] != nil, args(off))
@@ -246,7 +205,7 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	cp := harness.StartForTest(t, harness.Options{})
 	// With the opt-in node agent too: the API server validates its
 	// DaemonSet and RBAC as well.
-	manifest, objs := render(t, "netAgent.enabled=true")
+	manifest, objs := harness.RenderChart(t, namespace, "netAgent.enabled=true")
 	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -290,11 +249,11 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	// restarts: the install notes say so.
 	// Another release name, so that its objects do not collide with the
 	// ones applied above.
-	notes := helm(t, "install", "notes", chartDir, "--dry-run", "--namespace", namespace, "--kubeconfig", cp.Kubeconfig, "--set", "replicaCount=1")
+	notes := harness.Helm(t, "install", "notes", chartDir, "--dry-run", "--namespace", namespace, "--kubeconfig", cp.Kubeconfig, "--set", "replicaCount=1")
 	if !strings.Contains(notes, "WARNING: one webhook replica with failurePolicy Fail") {
 		t.Errorf("the notes of a single-replica install do not warn:\n%s", notes)
 	}
-	notes = helm(t, "install", "notes", chartDir, "--dry-run", "--namespace", namespace, "--kubeconfig", cp.Kubeconfig)
+	notes = harness.Helm(t, "install", "notes", chartDir, "--dry-run", "--namespace", namespace, "--kubeconfig", cp.Kubeconfig)
 	if strings.Contains(notes, "WARNING") {
 		t.Errorf("the notes of a default install warn:\n%s", notes)
 	}
@@ -327,11 +286,11 @@ func TestChartCombinations(t *testing.T) {
 			for _, replicas := range []int{1, 2} {
 				set := []string{fmt.Sprintf("certificates.certManager.enabled=%t", certManager), "webhook.url=" + url, fmt.Sprintf("replicaCount=%d", replicas)}
 				t.Run(strings.Join(set, ","), func(t *testing.T) {
-					out := helm(t, "lint", "--strict", chartDir, "--set", strings.Join(set, ","))
+					out := harness.Helm(t, "lint", "--strict", chartDir, "--set", strings.Join(set, ","))
 					if !strings.Contains(out, "0 chart(s) failed") {
 						t.Errorf("helm lint:\n%s", out)
 					}
-					_, objs := render(t, set...)
+					_, objs := harness.RenderChart(t, namespace, set...)
 					inCluster := url == ""
 					for _, kind := range []string{"Deployment", "Service"} {
 						if got := objs[kind+"/stage-kubectl-stage-webhook"] != nil; got != inCluster {
@@ -459,13 +418,13 @@ func decode(t *testing.T, b []byte) []byte {
 // image built with the webhook's, with exactly the permissions a rollout
 // uses.
 func TestChartRolloutController(t *testing.T) {
-	_, off := render(t)
+	_, off := harness.RenderChart(t, namespace)
 	for key := range off {
 		if strings.Contains(key, "-rollout") {
 			t.Errorf("the rollout controller is opt-in, but the defaults render %s", key)
 		}
 	}
-	_, on := render(t, "rolloutController.enabled=true", "rolloutController.leaseDuration=20s")
+	_, on := harness.RenderChart(t, namespace, "rolloutController.enabled=true", "rolloutController.leaseDuration=20s")
 	deploy := convert[appsv1.Deployment](t, on["Deployment/stage-kubectl-stage-rollout"])
 	c := deploy.Spec.Template.Spec.Containers[0]
 	if c.Image != "ghcr.io/kubectl-stage/stage-rollout-controller:v0.1.0" || !slices.Contains(c.Args, "--lease-duration=20s") ||
@@ -501,14 +460,14 @@ func TestChartRolloutController(t *testing.T) {
 // nothing to the mesh, and may read ConfigMaps of the staging namespace and
 // patch Nodes, nothing else.
 func TestChartNetAgent(t *testing.T) {
-	_, off := render(t)
+	_, off := harness.RenderChart(t, namespace)
 	for key := range off {
 		if strings.Contains(key, "net-agent") {
 			t.Errorf("the node agent is opt-in, but the defaults render %s", key)
 		}
 	}
 	const name = "stage-kubectl-stage-net-agent"
-	_, on := render(t, "netAgent.enabled=true", "k8sServiceHost=10.23.0.1", "netAgent.probePeers=20")
+	_, on := harness.RenderChart(t, namespace, "netAgent.enabled=true", "k8sServiceHost=10.23.0.1", "netAgent.probePeers=20")
 	ds := convert[appsv1.DaemonSet](t, on["DaemonSet/"+name])
 	pod := ds.Spec.Template.Spec
 	c := pod.Containers[0]

@@ -9,13 +9,11 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
@@ -28,7 +26,7 @@ import (
 func TestNetAgentMayPatchOnlyItsNode(t *testing.T) {
 	ctx := context.Background()
 	cp := harness.StartForTest(t, harness.Options{})
-	manifest, _ := render(t, "netAgent.enabled=true")
+	manifest, _ := harness.RenderChart(t, namespace, "netAgent.enabled=true")
 	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +49,10 @@ func TestNetAgentMayPatchOnlyItsNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The token the kubelet mounts in that pod: bound to it, naming its node.
-	expiry := int64(600)
-	token, err := cp.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, serviceAccount, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		ExpirationSeconds: &expiry, BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}, metav1.CreateOptions{})
+	cfg, err := cp.ServiceAccountConfig(ctx, namespace, serviceAccount, 10*time.Minute, pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := rest.AnonymousClientConfig(cp.Config)
-	cfg.BearerToken = token.Status.Token
 	agent, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

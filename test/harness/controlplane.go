@@ -16,6 +16,9 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -173,6 +176,29 @@ func (cp *ControlPlane) UserConfig(user string, groups ...string) (*rest.Config,
 	return &rest.Config{
 		Host:            cp.apiServerURL,
 		TLSClientConfig: rest.TLSClientConfig{CAData: cp.CA.CertificatePEM(), CertData: kp.CertificatePEM(), KeyData: keyPEM},
+		QPS:             200, Burst: 400,
+	}, nil
+}
+
+// ServiceAccountConfig returns a client configuration authenticated as
+// the ServiceAccount namespace/name by a token from the TokenRequest API,
+// as a pod running as it is: RBAC applies to it as in a cluster. The token
+// is valid for validity. Bound to a pod (boundTo non-nil), it is the token
+// the kubelet mounts in that pod, naming the pod's node.
+func (cp *ControlPlane) ServiceAccountConfig(ctx context.Context, namespace, name string, validity time.Duration, boundTo *corev1.Pod) (*rest.Config, error) {
+	seconds := int64(validity / time.Second)
+	spec := authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds}
+	if boundTo != nil {
+		spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: boundTo.Name, UID: boundTo.UID}
+	}
+	token, err := cp.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("requesting a token of ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	return &rest.Config{
+		Host:            cp.apiServerURL,
+		TLSClientConfig: rest.TLSClientConfig{CAData: cp.CA.CertificatePEM()},
+		BearerToken:     token.Status.Token,
 		QPS:             200, Burst: 400,
 	}, nil
 }

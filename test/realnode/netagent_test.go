@@ -165,4 +165,3 @@ func pings(ctx context.Context, n *Node, ip string) bool {
 	_, err := n.Machine.Run(ctx, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", ip)
 	return err == nil
 }
-

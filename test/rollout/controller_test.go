@@ -1,10 +1,12 @@
 package rollout_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,19 +16,22 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
 	"github.com/kubectl-stage/kubectl-stage/pkg/runlease"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
 
 // startController runs the in-cluster rollout runner as its own process,
-// as its Deployment would, until the test ends.
+// as its Deployment would, until the test ends: with the chart's
+// ServiceAccount and so exactly the chart's permissions.
 func startController(t testing.TB, cp *harness.ControlPlane, bin, name string) *harness.Daemon {
 	t.Helper()
 	port := harness.FreePort(t)
-	d, err := harness.StartDaemon(name, bin, []string{"--kubeconfig", cp.Kubeconfig, "--identity", name,
+	d, err := harness.StartDaemon(name, bin, []string{"--kubeconfig", controllerKubeconfig(t, cp), "--identity", name,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", port)},
 		filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
@@ -37,6 +42,51 @@ func startController(t testing.TB, cp *harness.ControlPlane, bin, name string) *
 		t.Fatal(err)
 	}
 	return d
+}
+
+// controllerServiceAccount is the ServiceAccount the chart runs the
+// controller as (release harness.ChartRelease).
+const controllerServiceAccount = harness.ChartRelease + "-kubectl-stage-rollout"
+
+// controllerKubeconfig installs the chart's rollout controller identity,
+// its ServiceAccount, ClusterRole and ClusterRoleBinding as `helm template
+// --set rolloutController.enabled=true` renders them, and returns a
+// kubeconfig with a token of that ServiceAccount (TokenRequest API, as its
+// pods get): a permission the chart lacks fails the test as it would fail
+// in a cluster. Nothing else of the chart is installed: its webhook would
+// intercept the test's pods. Applying again (a second replica) changes
+// nothing.
+func controllerKubeconfig(t testing.TB, cp *harness.ControlPlane) string {
+	t.Helper()
+	_, objs := harness.RenderChart(t, api.SystemNamespace, "rolloutController.enabled=true")
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(api.SystemNamespace)
+	list := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": "List"}}
+	list.Items = append(list.Items, *ns)
+	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
+		obj := objs[kind+"/"+controllerServiceAccount]
+		if obj == nil {
+			t.Fatalf("the chart renders no %s/%s for the rollout controller", kind, controllerServiceAccount)
+		}
+		list.Items = append(list.Items, *obj)
+	}
+	manifest, err := list.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := exec.Command(cp.Tools.Kubectl, "--kubeconfig", cp.Kubeconfig, "apply", "-f", "-")
+	apply.Stdin = bytes.NewReader(manifest)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply of the chart's rollout controller RBAC: %v\n%s", err, out)
+	}
+	// Valid well past any test (the benchmark's runs included).
+	cfg, err := cp.ServiceAccountConfig(context.Background(), api.SystemNamespace, controllerServiceAccount, 24*time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return harness.WriteKubeconfig(t, cfg)
 }
 
 // waitLeaseHolder waits until the app's rollout lease is held by holder.
