@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -34,7 +35,7 @@ func (r Reader) Read(ctx context.Context, namespace, app string) (*v1alpha1.Peer
 	if err := access.CheckRead(ctx, r.Client, fmt.Sprintf("read the peers' views of app %q in namespace %s", app, namespace), []access.Rule{
 		{Verb: "list", Resource: "nodes"},
 		{Verb: "list", Resource: "pods", Namespace: namespace},
-		{Verb: "get", Resource: "pods", Subresource: "proxy", Namespace: namespace},
+		ProxyRule(namespace),
 	}); err != nil {
 		return nil, err
 	}
@@ -66,6 +67,12 @@ func (r Reader) Read(ctx context.Context, namespace, app string) (*v1alpha1.Peer
 		return nil, err
 	}
 	return Build(namespace, app, peers, views), nil
+}
+
+// ProxyRule is the permission reading the peers' views in namespace takes:
+// the API server's pod proxy.
+func ProxyRule(namespace string) access.Rule {
+	return access.Rule{Verb: "get", Resource: "pods", Subresource: "proxy", Namespace: namespace}
 }
 
 // PeerOf is a running pod of the app as a peer at site.
@@ -126,6 +133,10 @@ func (r Reader) readView(ctx context.Context, namespace, pod string, e Endpoint)
 		defer cancel()
 	}
 	body, err := r.Client.CoreV1().Pods(namespace).ProxyGet("http", pod, e.Port, e.Path, nil).DoRaw(ctx)
+	if apierrors.IsForbidden(err) {
+		// The proxy's answer carries no useful reason: name the permission.
+		return View{Err: fmt.Errorf("GET %s%s through the API server: forbidden: this identity may not get pods/proxy in namespace %s (check: kubectl auth can-i get pods --subresource=proxy -n %s); grant it, as the chart's rollout controller ClusterRole does", e.Port, e.Path, namespace, namespace)}
+	}
 	if err != nil {
 		return View{Err: fmt.Errorf("GET %s%s through the API server: %w", e.Port, e.Path, err)}
 	}

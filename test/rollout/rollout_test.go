@@ -14,6 +14,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -59,6 +60,25 @@ func TestRolloutGoesSiteBySiteInOrder(t *testing.T) {
 		if _, _, err := stage(ctx, t, cp, bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("kubectl stage %v: error %v, want %q", bad.args, err, bad.want)
 		}
+	}
+	// A user who may edit the app but not read its pods' views through the
+	// pod proxy is told so before the rollout starts, not at a wave's timeout.
+	if _, err := cp.Client.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "dev-view", Namespace: namespace},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "dev"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := cp.UserConfig("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = harness.RunStage(ctx, harness.WriteKubeconfig(t, dev), nil, "rollout", "node", "--image", "p2p:v2", "--gate-peers", "1")
+	const wantDenied = "missing permission to gate the waves on the new pods' peer views (--gate-peers). You may not:\n" +
+		"  - get pods/proxy in namespace default   (check: kubectl auth can-i get pods --subresource=proxy -n default)\n"
+	if err == nil || !strings.HasPrefix(err.Error(), wantDenied) {
+		t.Errorf("--gate-peers without pods/proxy: %v\nwant it to begin with:\n%s", err, wantDenied)
 	}
 	if now, _ := cp.Client.AppsV1().StatefulSets(namespace).Get(ctx, "node", metav1.GetOptions{}); now.ResourceVersion != original.ResourceVersion {
 		t.Errorf("refused commands changed the StatefulSet")

@@ -18,9 +18,11 @@ import (
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/access"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/dryrun"
+	"github.com/kubectl-stage/kubectl-stage/pkg/peergraph"
 	"github.com/kubectl-stage/kubectl-stage/pkg/rollout"
 )
 
@@ -269,6 +271,14 @@ func (o *Options) Validate() error {
 
 // Run rolls the app out and prints the summary.
 func (o *Options) Run(ctx context.Context) error {
+	// This command reads the new pods' views itself unless it detaches; the
+	// missing permission is named before anything is written, not after a
+	// wave's timeout.
+	if o.plan.Gates.Peers.Min > 0 && !o.Detach {
+		if err := access.CheckRead(ctx, o.client, "gate the waves on the new pods' peer views (--gate-peers)", []access.Rule{peergraph.ProxyRule(o.ref.Namespace)}); err != nil {
+			return err
+		}
+	}
 	roller, err := o.roller(ctx, o.ref)
 	if err != nil {
 		return err
