@@ -257,6 +257,7 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	if strings.Contains(notes, "WARNING") {
 		t.Errorf("the notes of a default install warn:\n%s", notes)
 	}
+	checkNetAgentMayPatchOnlyItsNode(t, ctx, cp)
 }
 
 // resourceVersions maps each object of manifest, as stored, to its resourceVersion.

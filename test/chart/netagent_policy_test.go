@@ -1,10 +1,8 @@
 package chart
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -19,22 +17,12 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 )
 
-// TestNetAgentMayPatchOnlyItsNode: with the chart's RBAC and admission
-// policy on a real API server, an agent pod's token (bound to a pod on
-// a-1) may set a-1's status annotation, and nothing else: not another
+// checkNetAgentMayPatchOnlyItsNode: with the chart's RBAC and admission
+// policy applied to a real API server, an agent pod's token (bound to a pod
+// on a-1) may set a-1's status annotation, and nothing else: not another
 // annotation or label of a-1, not b-1, and no Secret.
-func TestNetAgentMayPatchOnlyItsNode(t *testing.T) {
-	ctx := context.Background()
-	cp := harness.StartForTest(t, harness.Options{})
-	manifest, _ := harness.RenderChart(t, namespace, "netAgent.enabled=true")
-	if _, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	apply := exec.Command(cp.Tools.Kubectl, "--kubeconfig", cp.Kubeconfig, "apply", "-f", "-")
-	apply.Stdin = bytes.NewBufferString(manifest)
-	if out, err := apply.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply of the rendered chart: %v\n%s", err, out)
-	}
+func checkNetAgentMayPatchOnlyItsNode(t *testing.T, ctx context.Context, cp *harness.ControlPlane) {
+	t.Helper()
 	for _, name := range []string{"a-1", "b-1"} {
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{api.LabelSite: name[:1]}}}
 		if _, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
