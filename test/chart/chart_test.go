@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os/exec"
@@ -509,6 +510,38 @@ func TestChartNetAgent(t *testing.T) {
 	for _, key := range []string{"RoleBinding/" + name, "ClusterRoleBinding/" + name, "ServiceAccount/" + name} {
 		if on[key] == nil {
 			t.Errorf("%s is not rendered", key)
+		}
+	}
+}
+
+// The monitors are prometheus-operator's (off by default): the webhook's
+// ServiceMonitor, and with the node agent its PodMonitor, both with the
+// labels a Prometheus selects them by.
+func TestChartMonitors(t *testing.T) {
+	_, off := harness.RenderChart(t, namespace, "netAgent.enabled=true")
+	for key := range off {
+		if strings.HasPrefix(key, "ServiceMonitor/") || strings.HasPrefix(key, "PodMonitor/") {
+			t.Errorf("monitors are opt-in, but the defaults render %s", key)
+		}
+	}
+	_, on := harness.RenderChart(t, namespace, "netAgent.enabled=true", "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom")
+	for key, want := range map[string]string{
+		"ServiceMonitor/stage-kubectl-stage-webhook": `{"endpoints":[{"interval":"30s","path":"/metrics","port":"metrics","scrapeTimeout":"10s"}],` +
+			`"namespaceSelector":{"matchNames":["kubectl-stage-system"]},"selector":{"matchLabels":{"app.kubernetes.io/component":"webhook","app.kubernetes.io/instance":"stage","app.kubernetes.io/name":"kubectl-stage"}}}`,
+		"PodMonitor/stage-kubectl-stage-net-agent": `{"namespaceSelector":{"matchNames":["kubectl-stage-system"]},"podMetricsEndpoints":[{"interval":"30s","path":"/metrics","port":"metrics","scrapeTimeout":"10s"}],` +
+			`"selector":{"matchLabels":{"app.kubernetes.io/component":"net-agent","app.kubernetes.io/instance":"stage","app.kubernetes.io/name":"kubectl-stage"}}}`,
+	} {
+		monitor := on[key]
+		if monitor == nil {
+			t.Errorf("%s is not rendered", key)
+			continue
+		}
+		spec, err := json.Marshal(monitor.Object["spec"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(spec) != want || monitor.GetLabels()["release"] != "prom" {
+			t.Errorf("%s: spec %s labels %v\nwant spec %s and the label release=prom", key, spec, monitor.GetLabels(), want)
 		}
 	}
 }
