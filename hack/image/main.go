@@ -10,12 +10,15 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -96,6 +99,49 @@ func images(root, webhookLDFlags string) (registry string, _ []image, _ error) {
 
 type built struct{ ref, digest, file string }
 
+// HostPackagesLabel names, on an image carrying host tools, the Debian
+// packages its files came from ("iproute2=6.1.0-3,libc6=2.36-9+deb12u9,..."):
+// two such images have the same digest exactly when these match too.
+const HostPackagesLabel = "io.kubectl-stage.image.host-packages"
+
+// debianPackages is HostPackagesLabel's value for files: the package that
+// installed each (dpkg-query -S, which knows a merged-/usr file under one
+// of its paths only) and the packages' versions.
+func debianPackages(files []string) (string, error) {
+	owners := map[string]bool{}
+	for _, file := range files {
+		real, err := filepath.EvalSymlinks(file)
+		if err != nil {
+			return "", err
+		}
+		owner := ""
+		for _, candidate := range []string{file, real, strings.TrimPrefix(file, "/usr"), "/usr" + file, strings.TrimPrefix(real, "/usr"), "/usr" + real} {
+			out, err := exec.Command("dpkg-query", "-S", candidate).Output()
+			if errors.Is(err, exec.ErrNotFound) {
+				return "", errors.New("dpkg-query is not installed: the image records the Debian packages of the tools it carries; build it on Debian or Ubuntu")
+			}
+			if err == nil {
+				// "libmnl0:amd64: /usr/lib/x86_64-linux-gnu/libmnl.so.0.2.0"
+				owner, _, _ = strings.Cut(strings.SplitN(string(out), "\n", 2)[0], ": ")
+				owner, _, _ = strings.Cut(owner, ", ")
+				break
+			}
+		}
+		if owner == "" {
+			return "", fmt.Errorf("%s belongs to no Debian package (dpkg-query -S): the image carries packaged tools only", file)
+		}
+		owners[owner] = true
+	}
+	names := slices.Sorted(maps.Keys(owners))
+	out, err := exec.Command("dpkg-query", append([]string{"-W", "-f=${Package}=${Version}\n"}, names...)...).Output()
+	if err != nil {
+		return "", fmt.Errorf("dpkg-query -W %s: %w", strings.Join(names, " "), err)
+	}
+	versions := strings.Fields(string(out))
+	slices.Sort(versions)
+	return strings.Join(versions, ","), nil
+}
+
 // buildAll builds every image from the module at root into out.
 func buildAll(root, out, webhookLDFlags string) ([]built, error) {
 	registry, list, err := images(root, webhookLDFlags)
@@ -118,12 +164,18 @@ func buildAll(root, out, webhookLDFlags string) ([]built, error) {
 		}
 		ref := registry + "/" + img.name + ":" + img.tag
 		var hostFiles []string
+		var labels map[string]string
 		if len(img.hostTools) > 0 {
 			if hostFiles, err = ociimage.HostExecutables(img.hostTools...); err != nil {
 				return nil, fmt.Errorf("%s: %w", ref, err)
 			}
+			packages, err := debianPackages(hostFiles)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ref, err)
+			}
+			labels = map[string]string{HostPackagesLabel: packages}
 		}
-		oci, err := ociimage.Build(ociimage.Spec{Ref: ref, Binary: binary, User: img.user, HostFiles: hostFiles})
+		oci, err := ociimage.Build(ociimage.Spec{Ref: ref, Binary: binary, User: img.user, HostFiles: hostFiles, Labels: labels})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ref, err)
 		}

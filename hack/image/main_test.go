@@ -120,6 +120,21 @@ func checkAgentImage(t *testing.T, file string) {
 	if cfg.Config.User != "0:0" || cfg.Config.Entrypoint[0] != "/kubectl-stage-agent" || !slices.Equal(cfg.Config.Env, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin:/"}) {
 		t.Errorf("agent image runs %v as %q with %v", cfg.Config.Entrypoint, cfg.Config.User, cfg.Config.Env)
 	}
+	packages := strings.Split(cfg.Config.Labels[HostPackagesLabel], ",")
+	names := map[string]bool{}
+	for _, p := range packages {
+		name, version, ok := strings.Cut(p, "=")
+		if !ok || version == "" {
+			t.Errorf("label %s: %q is not PACKAGE=VERSION", HostPackagesLabel, p)
+		}
+		names[name] = true
+	}
+	for _, want := range []string{"iproute2", "nftables", "libc6", "libmnl0"} {
+		if !names[want] {
+			t.Errorf("label %s = %q lacks %s", HostPackagesLabel, cfg.Config.Labels[HostPackagesLabel], want)
+		}
+	}
+	t.Logf("the agent image carries %s", cfg.Config.Labels[HostPackagesLabel])
 	if os.Geteuid() != 0 {
 		t.Log("not root: the agent image's tools are not run (chroot needs root)")
 		return

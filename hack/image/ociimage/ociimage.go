@@ -56,6 +56,8 @@ type Spec struct {
 	// absolute paths, their content read through symbolic links: the tools
 	// a binary runs and the libraries they load (see HostExecutables).
 	HostFiles []string
+	// Labels are the image configuration's labels.
+	Labels map[string]string
 }
 
 // hostToolsPath is the image's PATH when it carries host tools.
@@ -104,6 +106,7 @@ func Build(spec Spec) (v1.Image, error) {
 	cfg.Config.Entrypoint = []string{entrypoint}
 	cfg.Config.Cmd = spec.Args
 	cfg.Config.User = spec.User
+	cfg.Config.Labels = spec.Labels
 	cfg.Config.Env = []string{"PATH=/"}
 	if len(spec.HostFiles) > 0 {
 		cfg.Config.Env = []string{"PATH=" + hostToolsPath}
