@@ -41,12 +41,21 @@ type NodePair struct {
 	Measured Figures `json:"measured"`
 }
 
+// NodeAgent is which agent applies the conditions on a node, as its
+// status says ("" when it published none).
+type NodeAgent struct {
+	Node      string `json:"node"`
+	Site      string `json:"site"`
+	AppliedBy string `json:"appliedBy,omitempty"`
+}
+
 // Matrix is every ordered pair of distinct sites, and of nodes at
-// different sites that measured each other.
+// different sites that measured each other, and each node's agent.
 type Matrix struct {
-	ConditionsVersion string     `json:"conditionsVersion,omitempty"`
-	Sites             []SitePair `json:"sites"`
-	Nodes             []NodePair `json:"nodes,omitempty"`
+	ConditionsVersion string      `json:"conditionsVersion,omitempty"`
+	Sites             []SitePair  `json:"sites"`
+	Nodes             []NodePair  `json:"nodes,omitempty"`
+	Agents            []NodeAgent `json:"agents,omitempty"`
 }
 
 // BuildMatrix combines the stored document (at version) with the statuses
@@ -65,6 +74,15 @@ func BuildMatrix(doc *Document, version string, nodes []Node, statuses map[strin
 	siteOf := map[string]string{}
 	for _, n := range nodes {
 		siteOf[n.Name] = n.Site
+	}
+	for _, site := range sites {
+		for _, n := range bySite[site] {
+			agent := NodeAgent{Node: n.Name, Site: site}
+			if st := statuses[n.Name]; st != nil {
+				agent.AppliedBy = st.AppliedBy
+			}
+			m.Agents = append(m.Agents, agent)
+		}
 	}
 	for _, from := range sites {
 		for _, to := range sites {

@@ -27,13 +27,13 @@ func TestSummarize(t *testing.T) {
 func TestBuildMatrix(t *testing.T) {
 	doc := parse(t, header+"default: {latency: 80ms}\npairs: [{from: europe, to: us, lossPercent: 5}]\n")
 	statuses := map[string]*Status{
-		"eu-1": {Site: "europe", ConditionsVersion: "7",
+		"eu-1": {Site: "europe", ConditionsVersion: "7", AppliedBy: "pod kubectl-stage-system/stage-kubectl-stage-net-agent-x7k2p",
 			Pairs: []PairStatus{{From: "europe", To: "us", Applied: []string{"loss"}, NotApplied: map[string]string{"latency": NetemMissing}}},
 			Peers: []PeerFigures{
 				{Node: "us-1", Site: "us", Sent: 10, Lost: 1, P50: 80, P95: 90},
 				{Node: "us-2", Site: "us", Sent: 10, Lost: 0, P50: 82, P95: 120},
 			}},
-		"eu-2":   {Site: "europe", ConditionsVersion: "6"},
+		"eu-2":   {Site: "europe", ConditionsVersion: "6", AppliedBy: "process 4242"},
 		"us-1":   {Site: "us", ConditionsVersion: "7", Error: "tc: Operation not permitted"},
 		"asia-1": {Site: "asia", ConditionsVersion: "7", Peers: []PeerFigures{{Node: "us-1", Site: "us", Sent: 5, Lost: 5}}},
 	}
@@ -57,6 +57,13 @@ func TestBuildMatrix(t *testing.T) {
 	}
 	if p := byPair["asia>us"]; p.Measured == nil || p.Measured.String() != "unreachable (5 lost)" {
 		t.Errorf("asia -> us: %+v, want unreachable", p.Measured)
+	}
+	var agents []string
+	for _, a := range m.Agents {
+		agents = append(agents, a.Site+"/"+a.Node+": "+a.AppliedBy)
+	}
+	if want := []string{"asia/asia-1: ", "europe/eu-1: pod kubectl-stage-system/stage-kubectl-stage-net-agent-x7k2p", "europe/eu-2: process 4242", "us/us-1: ", "us/us-2: "}; !reflect.DeepEqual(agents, want) {
+		t.Errorf("agents %q, want %q", agents, want)
 	}
 	if len(m.Nodes) != 3 || m.Nodes[0] != (NodePair{From: "asia-1", FromSite: "asia", To: "us-1", ToSite: "us", Measured: Figures{Sent: 5, Lost: 5, LossPercent: 100}}) {
 		t.Errorf("node pairs: %+v", m.Nodes)

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
+	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
 )
 
@@ -62,6 +63,23 @@ func checkNetAgent(t *testing.T, ctx context.Context, c *Cluster) {
 			return st.AppliedBy == want && measured == len(c.Nodes)-1
 		})
 		t.Logf("%s: applied by %s; measured %+v", n.Name, st.AppliedBy, st.Peers)
+	}
+	// kubectl stage net says the same, from one point.
+	out, err = c.Stage(ctx, "net", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var matrix v1alpha1.NetworkMatrix
+	if err := json.Unmarshal([]byte(out), &matrix); err != nil {
+		t.Fatalf("net -o json: %v\n%s", err, out)
+	}
+	for _, a := range matrix.Agents {
+		if a.AppliedBy != "pod "+api.SystemNamespace+"/"+podOn[a.Node] {
+			t.Errorf("net -o json: %s's conditions applied by %q, want its agent pod %s", a.Node, a.AppliedBy, podOn[a.Node])
+		}
+	}
+	if len(matrix.Agents) != len(c.Nodes) {
+		t.Errorf("net -o json lists the agents of %d nodes, want %d: %+v", len(matrix.Agents), len(c.Nodes), matrix.Agents)
 	}
 	if log := Tail(first.Machine.Path("/etc/kubectl-stage/agent.log"), 20); !strings.Contains(log, "network conditions handed over to the agent pod on this machine") {
 		t.Errorf("the bundle's agent on %s does not say it handed over; its log:\n%s", first.Name, log)

@@ -408,7 +408,8 @@ func (in *NetworkPathList) DeepCopyObject() runtime.Object {
 
 // NetworkMatrix is what `kubectl stage net` prints: per ordered site pair
 // the conditions asked for, whether every node applies them (and why not),
-// and the round trips the agents measured; per node pair what each measured.
+// and the round trips the agents measured; per node pair what each measured;
+// per node which agent applies the conditions.
 type NetworkMatrix struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -421,5 +422,6 @@ func (in *NetworkMatrix) DeepCopyObject() runtime.Object {
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	out.Sites = slices.Clone(in.Sites)
 	out.Nodes = slices.Clone(in.Nodes)
+	out.Agents = slices.Clone(in.Agents)
 	return &out
 }

@@ -115,6 +115,20 @@ func printMatrix(out io.Writer, m *netcond.Matrix, wide bool) error {
 	for _, n := range m.Nodes {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", n.From, n.FromSite, n.To, n.ToSite, &n.Measured, n.Measured.Sent)
 	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	// Which agent applies on each node: the chart's pod or the bundle's process.
+	fmt.Fprintln(out)
+	w = printers.GetNewTabWriter(out)
+	fmt.Fprintln(w, "NODE\tSITE\tAPPLIED-BY")
+	for _, a := range m.Agents {
+		by := a.AppliedBy
+		if by == "" {
+			by = "<no status: is its agent running?>"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", a.Node, a.Site, by)
+	}
 	return w.Flush()
 }
 

@@ -29,7 +29,9 @@ func NewCmdNet(f kcmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Co
 			p95) and loss the node agents measure over the overlay, next to the
 			network conditions asked for (kubectl stage net apply, partition)
 			and whether every node of the sending site applies them, or what
-			it could not apply and why. -o wide adds every node pair.`),
+			it could not apply and why. -o wide adds every node pair, and which
+			agent applies the conditions on each node: the Helm chart's agent pod
+			(netAgent.enabled) or the join bundle's process.`),
 		Example: templates.Examples(`
 			kubectl stage net
 			kubectl stage net -o wide
