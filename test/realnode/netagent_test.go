@@ -3,6 +3,9 @@ package realnode
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +67,23 @@ func checkNetAgent(t *testing.T, ctx context.Context, c *Cluster) {
 		})
 		t.Logf("%s: applied by %s; measured %+v", n.Name, st.AppliedBy, st.Peers)
 	}
+	// Each pod serves its figures for Prometheus at its node's overlay
+	// address, labelled by site pair only.
+	for _, n := range c.Nodes {
+		metrics := scrape(t, ctx, "http://"+n.OverlayIP+":9101/metrics")
+		for _, other := range c.Nodes {
+			if other == n {
+				continue
+			}
+			if want := fmt.Sprintf(`kubectl_stage_net_rtt_p50_seconds{from_site=%q,to_site=%q} `, n.Site, other.Site); !strings.Contains(metrics, want) {
+				t.Errorf("%s's agent pod serves no %s...:\n%s", n.Name, want, metrics)
+			}
+		}
+		if strings.Contains(metrics, n.Name) {
+			t.Errorf("%s's metrics name nodes (their labels must be site pairs only):\n%s", n.Name, metrics)
+		}
+	}
+
 	// kubectl stage net says the same, from one point.
 	out, err = c.Stage(ctx, "net", "-o", "json")
 	if err != nil {
@@ -182,4 +202,26 @@ func checkReach(t *testing.T, ctx context.Context, c *Cluster, want map[[2]*Node
 func pings(ctx context.Context, n *Node, ip string) bool {
 	_, err := n.Machine.Run(ctx, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", ip)
 	return err == nil
+}
+
+// scrape GETs a metrics page from this host (which routes the overlay
+// through the hub, as the control plane does).
+func scrape(t *testing.T, ctx context.Context, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v\n%s", url, resp.Status, err, body)
+	}
+	return string(body)
 }
