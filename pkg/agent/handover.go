@@ -119,40 +119,43 @@ func (h *Handover) workUntilPreferred(ctx context.Context, preferred *os.File, w
 
 // wait takes f's lock, trying every Poll until ctx ends (false then).
 func (h *Handover) wait(ctx context.Context, f *os.File, what string) bool {
-	for said := false; ; said = true {
+	said := false
+	return h.retry(ctx, func() bool {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
+		switch {
+		case err == nil:
 			return true
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
+		case !errors.Is(err, unix.EWOULDBLOCK):
 			logTo(h.Log, "locking %s: %v", f.Name(), err)
-		} else if !said {
+		case !said:
 			logTo(h.Log, "waiting for %s (%s is locked)", what, f.Name())
+			said = true
 		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(h.Poll):
-		}
-	}
+		return false
+	})
 }
 
 // waitFree waits until nobody holds f's lock, without keeping it.
 func (h *Handover) waitFree(ctx context.Context, f *os.File) bool {
-	for {
+	return h.retry(ctx, func() bool {
 		held, err := heldByAnother(f)
-		if err == nil && !held {
-			return true
-		}
 		if err != nil {
 			logTo(h.Log, "%v", err)
 		}
+		return err == nil && !held
+	})
+}
+
+// retry calls attempt every Poll until it succeeds (true) or ctx ends.
+func (h *Handover) retry(ctx context.Context, attempt func() bool) bool {
+	for !attempt() {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-time.After(h.Poll):
 		}
 	}
+	return true
 }
 
 // heldByAnother says whether another open file holds f's lock: it takes
