@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 )
 
 // RunFunc runs a command with stdin and returns its standard output, and an
@@ -237,16 +238,16 @@ func (n *NetConditions) reconcile(ctx context.Context, lister corelisters.Config
 	if err != nil {
 		return err
 	}
-	doc, version := netcond.New(), ""
-	switch stored, err := lister.Get(netcond.ConfigMapName); {
+	stored, err := lister.Get(netcond.ConfigMapName)
+	switch {
 	case apierrors.IsNotFound(err):
+		stored = nil
 	case err != nil:
 		return err
-	default:
-		if doc, err = netcond.Parse([]byte(stored.Data[netcond.DocumentKey])); err != nil {
-			return fmt.Errorf("configmap %s: %w", netcond.ConfigMapName, err)
-		}
-		version = stored.ResourceVersion
+	}
+	doc, version, err := site.DecodeNetConditions(stored)
+	if err != nil {
+		return err
 	}
 	in := netcond.Input{Doc: doc, Self: n.Node, Hub: network.Hub, Device: n.Rules.Device, Netem: n.netem}
 	for _, r := range records {

@@ -17,14 +17,24 @@ import (
 func (s *Store) NetConditions(ctx context.Context) (*netcond.Document, string, error) {
 	cm, err := s.configMaps().Get(ctx, netcond.ConfigMapName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return netcond.New(), "", nil
+		return DecodeNetConditions(nil)
 	}
 	if err != nil {
 		return nil, "", err
 	}
+	return DecodeNetConditions(cm)
+}
+
+// DecodeNetConditions is the document stored in cm (the ConfigMap
+// netcond.ConfigMapName, from the API server or a cache) and its
+// resourceVersion; nil (none stored) is an empty document and "".
+func DecodeNetConditions(cm *corev1.ConfigMap) (*netcond.Document, string, error) {
+	if cm == nil {
+		return netcond.New(), "", nil
+	}
 	doc, err := netcond.Parse([]byte(cm.Data[netcond.DocumentKey]))
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w; replace it with `kubectl stage net apply -f FILE` or remove it with `kubectl stage net reset`", s.configMapName(netcond.ConfigMapName), err)
+		return nil, "", fmt.Errorf("configmap %s/%s: %w; replace it with `kubectl stage net apply -f FILE` or remove it with `kubectl stage net reset`", cm.Namespace, cm.Name, err)
 	}
 	return doc, cm.ResourceVersion, nil
 }
