@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -149,14 +148,12 @@ func TestNetConditionsFollowsTheCluster(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := &netcond.Status{}
-			if raw, found := node.Annotations[api.AnnotationNetStatus]; found {
-				if err := json.Unmarshal([]byte(raw), st); err != nil {
-					t.Fatal(err)
-				}
-				if ok(st) {
-					return st
-				}
+			st, err := site.NetStatusOf(node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st != nil && ok(st) {
+				return st
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: status %+v\nlog:\n%s", what, st, log.String())

@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -9,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
 )
 
@@ -71,4 +73,18 @@ func (s *Store) DeleteNetConditions(ctx context.Context) (deleted bool, err erro
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// NetStatusOf is what node's agent published on it (the annotation
+// api.AnnotationNetStatus); nil when it published nothing.
+func NetStatusOf(node *corev1.Node) (*netcond.Status, error) {
+	raw, ok := node.Annotations[api.AnnotationNetStatus]
+	if !ok {
+		return nil, nil
+	}
+	st := &netcond.Status{}
+	if err := json.Unmarshal([]byte(raw), st); err != nil {
+		return nil, fmt.Errorf("node %s: annotation %s is not a status (%v)", node.Name, api.AnnotationNetStatus, err)
+	}
+	return st, nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 	"github.com/kubectl-stage/kubectl-stage/pkg/vpn"
 	"github.com/kubectl-stage/kubectl-stage/test/harness"
 	"github.com/kubectl-stage/kubectl-stage/test/netns"
@@ -342,13 +343,9 @@ func (s *stage) netStatus(n *node) *netcond.Status {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	raw, ok := node.Annotations[api.AnnotationNetStatus]
-	if !ok {
-		return nil
-	}
-	st := &netcond.Status{}
-	if err := json.Unmarshal([]byte(raw), st); err != nil {
-		s.t.Fatalf("node %s: %s: %v", n.name, api.AnnotationNetStatus, err)
+	st, err := site.NetStatusOf(node)
+	if err != nil {
+		s.t.Fatal(err)
 	}
 	return st
 }

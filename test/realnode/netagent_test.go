@@ -16,6 +16,7 @@ import (
 	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
+	"github.com/kubectl-stage/kubectl-stage/pkg/site"
 )
 
 // netAgentSelector selects the chart's node agent pods.
@@ -158,8 +159,12 @@ func waitNetStatus(t *testing.T, ctx context.Context, c *Cluster, n *Node, what 
 		if err != nil {
 			return false
 		}
-		st = &netcond.Status{}
-		return json.Unmarshal([]byte(node.Annotations[api.AnnotationNetStatus]), st) == nil && ok(st)
+		published, err := site.NetStatusOf(node)
+		if err != nil || published == nil {
+			return false
+		}
+		st = published
+		return ok(st)
 	})
 	if err != nil {
 		t.Fatalf("%s: %v; its status: %+v", n.Name, err, st)

@@ -2,7 +2,6 @@ package net
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	kcmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/templates"
 
-	"github.com/kubectl-stage/kubectl-stage/pkg/api"
 	"github.com/kubectl-stage/kubectl-stage/pkg/api/v1alpha1"
 	cmdutil "github.com/kubectl-stage/kubectl-stage/pkg/cmd/util"
 	"github.com/kubectl-stage/kubectl-stage/pkg/netcond"
@@ -66,17 +64,15 @@ func (o *MatrixOptions) Run(ctx context.Context) error {
 		return err
 	}
 	statuses := map[string]*netcond.Status{}
-	for _, n := range nodes.Items {
-		raw, ok := n.Annotations[api.AnnotationNetStatus]
-		if !ok {
+	for i := range nodes.Items {
+		st, err := site.NetStatusOf(&nodes.Items[i])
+		if err != nil {
+			fmt.Fprintf(o.ErrOut, "warning: %v: ignored; its agent rewrites it within seconds\n", err)
 			continue
 		}
-		st := &netcond.Status{}
-		if err := json.Unmarshal([]byte(raw), st); err != nil {
-			fmt.Fprintf(o.ErrOut, "warning: node %s: annotation %s is not a status (%v): ignored; its agent rewrites it within seconds\n", n.Name, api.AnnotationNetStatus, err)
-			continue
+		if st != nil {
+			statuses[nodes.Items[i].Name] = st
 		}
-		statuses[n.Name] = st
 	}
 	var enrolled []netcond.Node
 	for _, r := range records {
